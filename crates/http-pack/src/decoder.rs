@@ -75,6 +75,11 @@ impl Decoder {
         parse::frame(header.frame_type, rest, &self.limits).map(Some)
     }
 
+    /// Whether a frame header error has stopped this decoder for good.
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
         self.buf.len()
