@@ -95,16 +95,18 @@ pub enum FrameType {
 }
 
 impl FrameType {
+    /// Every type this version defines.
+    pub const ALL: [FrameType; 5] = [
+        FrameType::RequestHeaders,
+        FrameType::ResponseHeaders,
+        FrameType::Body,
+        FrameType::End,
+        FrameType::Abort,
+    ];
+
     /// The type for a code byte, if this version knows it.
     pub fn from_code(code: u8) -> Option<FrameType> {
-        Some(match code {
-            0x01 => FrameType::RequestHeaders,
-            0x02 => FrameType::ResponseHeaders,
-            0x03 => FrameType::Body,
-            0x04 => FrameType::End,
-            0x05 => FrameType::Abort,
-            _ => return None,
-        })
+        FrameType::ALL.into_iter().find(|t| t.code() == code)
     }
 
     /// The code byte written on the wire.
@@ -173,16 +175,18 @@ pub enum HttpVersion {
 }
 
 impl HttpVersion {
+    /// Every version HPKS has a code for.
+    pub const ALL: [HttpVersion; 5] = [
+        HttpVersion::Http09,
+        HttpVersion::Http10,
+        HttpVersion::Http11,
+        HttpVersion::H2,
+        HttpVersion::H3,
+    ];
+
     /// The version for a code byte, if it is one of §1.4.
     pub fn from_code(code: u8) -> Option<HttpVersion> {
-        Some(match code {
-            0x09 => HttpVersion::Http09,
-            0x10 => HttpVersion::Http10,
-            0x11 => HttpVersion::Http11,
-            0x20 => HttpVersion::H2,
-            0x30 => HttpVersion::H3,
-            _ => return None,
-        })
+        HttpVersion::ALL.into_iter().find(|v| v.code() == code)
     }
 
     /// The code byte written on the wire.

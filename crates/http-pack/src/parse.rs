@@ -52,51 +52,69 @@ pub(crate) fn frame(code: u8, rest: Bytes, limits: &Limits) -> Result<Frame, Dec
 fn request(c: &mut Cursor, limits: &Limits) -> Result<RequestHead, DecodeError> {
     let mut budget = Budget::new(limits);
     let method = c.string("method", &mut budget)?;
-    let method = Method::from_bytes(&method).map_err(|_| DecodeError::InvalidMethod)?;
-    let scheme = c.string("scheme", &mut budget)?;
-    let scheme = optional(scheme, |b| Scheme::try_from(&b[..]).ok(), Scheme::as_str)
-        .ok_or(DecodeError::InvalidScheme)?;
-    let authority = c.string("authority", &mut budget)?;
-    let authority = optional(
-        authority,
-        |b| Authority::from_maybe_shared(b).ok(),
-        Authority::as_str,
-    )
-    .ok_or(DecodeError::InvalidAuthority)?;
-    let path = c.string("path", &mut budget)?;
-    let path = optional(
-        path,
-        |b| PathAndQuery::from_maybe_shared(b).ok(),
-        PathAndQuery::as_str,
-    )
-    .ok_or(DecodeError::InvalidPath)?;
-    let version = version(c)?;
-    let headers = headers(c, limits, &mut budget)?;
     Ok(RequestHead {
-        method,
-        scheme,
-        authority,
-        path,
-        version,
-        headers,
+        method: Method::from_bytes(&method).map_err(|_| DecodeError::InvalidMethod)?,
+        scheme: uri_part(c, &mut budget)?,
+        authority: uri_part(c, &mut budget)?,
+        path: uri_part(c, &mut budget)?,
+        version: version(c)?,
+        headers: headers(c, limits, &mut budget)?,
     })
 }
 
-/// An empty string is an absent field (§3). A present one must parse, and
+/// A URI component that §3 carries as an optional string.
+trait UriPart: Sized {
+    const FIELD: &'static str;
+    const INVALID: DecodeError;
+    fn parse(bytes: Bytes) -> Option<Self>;
+    fn text(&self) -> &str;
+}
+
+impl UriPart for Scheme {
+    const FIELD: &'static str = "scheme";
+    const INVALID: DecodeError = DecodeError::InvalidScheme;
+    fn parse(bytes: Bytes) -> Option<Scheme> {
+        Scheme::try_from(&bytes[..]).ok()
+    }
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl UriPart for Authority {
+    const FIELD: &'static str = "authority";
+    const INVALID: DecodeError = DecodeError::InvalidAuthority;
+    fn parse(bytes: Bytes) -> Option<Authority> {
+        Authority::from_maybe_shared(bytes).ok()
+    }
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl UriPart for PathAndQuery {
+    const FIELD: &'static str = "path";
+    const INVALID: DecodeError = DecodeError::InvalidPath;
+    fn parse(bytes: Bytes) -> Option<PathAndQuery> {
+        PathAndQuery::from_maybe_shared(bytes).ok()
+    }
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// An empty string is an absent part (§3). A present one must parse, and
 /// parse to exactly its bytes: the `http` parsers quietly drop some input
 /// (a path's `#fragment`), and a value with two spellings would not round-trip.
-///
-/// Returns `None` when the field is invalid, `Some(None)` when it is absent.
-fn optional<T>(
-    bytes: Bytes,
-    parse: impl FnOnce(Bytes) -> Option<T>,
-    as_str: impl FnOnce(&T) -> &str,
-) -> Option<Option<T>> {
+fn uri_part<T: UriPart>(c: &mut Cursor, budget: &mut Budget) -> Result<Option<T>, DecodeError> {
+    let bytes = c.string(T::FIELD, budget)?;
     if bytes.is_empty() {
-        return Some(None);
+        return Ok(None);
     }
-    let value = parse(bytes.clone())?;
-    (as_str(&value).as_bytes() == bytes).then_some(Some(value))
+    match T::parse(bytes.clone()) {
+        Some(part) if part.text().as_bytes() == bytes => Ok(Some(part)),
+        _ => Err(T::INVALID),
+    }
 }
 
 /// §4.

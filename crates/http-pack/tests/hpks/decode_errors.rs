@@ -1,7 +1,9 @@
 //! Every decode error, from hand-built frames (`docs/hpks.md` §9).
 
 use bytes::Bytes;
-use http_pack::{AbortReason, DecodeError, Decoder, Frame, Limits, decode_frame, to_bytes};
+use http_pack::{
+    AbortReason, DecodeError, Decoder, Frame, FrameType, Limits, decode_frame, to_bytes,
+};
 
 use crate::support::{
     decode_first, decode_with, header, raw_frame, raw_request_fields, request, string, varint,
@@ -169,33 +171,26 @@ fn invalid_request_fields() {
 
 #[test]
 fn invalid_header_fields() {
-    let with = |name: &[u8], value: &[u8]| {
-        raw_frame(0x01, 1, &raw_request_fields(b"GET", b"/", &[(name, value)]))
-    };
-    assert_eq!(
-        first_error(&with(b"Content-Type", b"x")),
-        DecodeError::InvalidHeaderName
-    );
-    assert_eq!(
-        first_error(&with(b"", b"x")),
-        DecodeError::InvalidHeaderName
-    );
-    assert_eq!(
-        first_error(&with(b":path", b"/")),
-        DecodeError::InvalidHeaderName
-    );
-    assert_eq!(
-        first_error(&with(b"x-a", b"1\r\nx-b: 2")),
-        DecodeError::InvalidHeaderValue
-    );
-    assert_eq!(
-        first_error(&with(b"x-a", b"\x00")),
-        DecodeError::InvalidHeaderValue
-    );
-    assert!(matches!(
-        decode_first(&with(b"x-a", b"\tbinary \xff\x80")),
-        Some(Ok(_))
-    ));
+    let cases: [(&[u8], &[u8], Option<DecodeError>); 6] = [
+        (b"Content-Type", b"x", Some(DecodeError::InvalidHeaderName)),
+        (b"", b"x", Some(DecodeError::InvalidHeaderName)),
+        (b":path", b"/", Some(DecodeError::InvalidHeaderName)),
+        (
+            b"x-a",
+            b"1\r\nx-b: 2",
+            Some(DecodeError::InvalidHeaderValue),
+        ),
+        (b"x-a", b"\x00", Some(DecodeError::InvalidHeaderValue)),
+        (b"x-a", b"\tbinary \xff\x80", None),
+    ];
+    for (name, value, expected) in cases {
+        let input = raw_frame(0x01, 1, &raw_request_fields(b"GET", b"/", &[(name, value)]));
+        assert_eq!(
+            decode_first(&input).and_then(Result::err),
+            expected,
+            "{name:?}: {value:?}"
+        );
+    }
 }
 
 #[test]
@@ -262,6 +257,18 @@ fn abort_reason_codes_are_stable() {
     }
     assert_eq!(AbortReason::from_code(0), AbortReason::Other(0));
     assert_eq!(AbortReason::from_code(900).code(), 900);
+}
+
+#[test]
+fn frame_type_codes_are_stable() {
+    let codes: Vec<u8> = FrameType::ALL.iter().map(|t| t.code()).collect();
+    assert_eq!(codes, [0x01, 0x02, 0x03, 0x04, 0x05]);
+    for code in 0..=255u8 {
+        assert_eq!(
+            FrameType::from_code(code).map(FrameType::code),
+            codes.contains(&code).then_some(code)
+        );
+    }
 }
 
 #[test]
