@@ -12,15 +12,16 @@ use crate::varint;
 /// abort message longer than [`MAX_ABORT_MESSAGE_LEN`] bytes is cut at a
 /// character boundary (§8).
 pub fn encode(frame: &Frame, dst: &mut BytesMut) {
-    dst.reserve(encoded_len(frame));
-    if let Some(data) = encode_prefix(frame, dst) {
+    let rest = rest_len(frame);
+    dst.reserve(header_len(rest) + rest);
+    if let Some(data) = write_prefix(frame, rest, dst) {
         dst.extend_from_slice(&data);
     }
 }
 
 /// The encoding of `frame` in a buffer of its own, sized exactly.
 pub fn to_bytes(frame: &Frame) -> Bytes {
-    let mut dst = BytesMut::with_capacity(encoded_len(frame));
+    let mut dst = BytesMut::new();
     encode(frame, &mut dst);
     dst.freeze()
 }
@@ -31,23 +32,33 @@ pub fn to_bytes(frame: &Frame) -> Bytes {
 /// reference-counted clone): a writer can send both, vectored, without ever
 /// copying the body. Returns `None` for every frame type but [`Frame::Body`].
 pub fn encode_prefix(frame: &Frame, dst: &mut BytesMut) -> Option<Bytes> {
+    write_prefix(frame, rest_len(frame), dst)
+}
+
+/// The exact number of bytes [`encode`] appends for `frame`.
+pub fn encoded_len(frame: &Frame) -> usize {
+    let rest = rest_len(frame);
+    header_len(rest) + rest
+}
+
+/// Bytes before the stream id: magic, version, type, length (§2).
+fn header_len(rest: usize) -> usize {
+    MAGIC.len() + 2 + varint::len(rest as u64)
+}
+
+/// [`encode_prefix`] with the frame length already computed.
+fn write_prefix(frame: &Frame, rest: usize, dst: &mut BytesMut) -> Option<Bytes> {
     // §2: the frame header.
     dst.put_slice(&MAGIC);
     dst.put_u8(FORMAT_VERSION);
     dst.put_u8(frame.frame_type().code());
-    put_varint(dst, rest_len(frame) as u64);
+    put_varint(dst, rest as u64);
     put_varint(dst, frame.stream_id());
     put_fields(dst, frame);
     match frame {
         Frame::Body { data, .. } => Some(data.clone()),
         _ => None,
     }
-}
-
-/// The exact number of bytes [`encode`] appends for `frame`.
-pub fn encoded_len(frame: &Frame) -> usize {
-    let rest = rest_len(frame);
-    MAGIC.len() + 2 + varint::len(rest as u64) + rest
 }
 
 /// Where the field writer puts bytes: a buffer, or a counter that sizes one.
