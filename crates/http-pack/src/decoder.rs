@@ -124,7 +124,9 @@ struct FrameHeader {
 
 impl FrameHeader {
     fn frame_len(&self) -> usize {
-        self.len + self.rest_len
+        // Saturating: `Limits::max_frame_len` may be `usize::MAX`, and a
+        // frame that long can never be buffered anyway.
+        self.len.saturating_add(self.rest_len)
     }
 }
 

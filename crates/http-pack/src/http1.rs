@@ -252,7 +252,7 @@ fn body(framing: &mut Framing, data: &Bytes, dst: &mut BytesMut) -> Result<(), R
     match framing {
         Framing::Forbidden(status) => return Err(RenderError::BodyNotAllowed(*status)),
         Framing::Length { declared, sent } => {
-            let total = *sent + data.len() as u64;
+            let total = sent.saturating_add(data.len() as u64);
             if total > *declared {
                 return Err(RenderError::ContentLengthMismatch {
                     declared: *declared,

@@ -135,3 +135,20 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(limits.max_header_bytes, 64 * 1024);
     assert_eq!(limits.max_frame_len, 4 * 1024 * 1024);
 }
+
+#[test]
+fn unbounded_limits_do_not_overflow() {
+    let unbounded = Limits {
+        max_headers: usize::MAX,
+        max_name_len: usize::MAX,
+        max_value_len: usize::MAX,
+        max_header_bytes: usize::MAX,
+        max_frame_len: usize::MAX,
+    };
+    let mut input = b"HPKS\x01\x03".to_vec();
+    input.extend(crate::support::varint(u64::MAX));
+    input.push(0x01);
+    assert_eq!(decode_with(unbounded, &input), vec![]);
+    let frame = frame_with(vec![field(300, 70_000)]);
+    assert!(matches!(decode_with(unbounded, &frame)[..], [Ok(_)]));
+}
