@@ -54,6 +54,15 @@ impl StreamReader {
         Ok(slot)
     }
 
+    /// Declares every slot up to `number` consumed (for readers that read by
+    /// slot number through [`ChunkCache::wait`] rather than [`next`](Self::next)).
+    /// The cursor only moves forward.
+    pub fn consume_through(&self, number: u64) {
+        if number >= self.position() {
+            self.advance(number + 1);
+        }
+    }
+
     fn advance(&self, next: u64) {
         self.cursor.next.store(next, Ordering::SeqCst);
         self.entry().reader_advanced(next);

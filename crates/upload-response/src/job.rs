@@ -1,0 +1,227 @@
+//! The idiomatic worker layer: await a job, read its body as a stream, write
+//! the response through a writer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chunk_cache::{SlotKind, StreamReader, StreamWriter};
+use futures_util::Stream;
+use http::{HeaderMap, StatusCode};
+use http_pack::{Frame, Header, HttpVersion, RequestHead, ResponseHead};
+
+use crate::entry::{Entry, lock};
+use crate::error::{CoordError, TailError};
+use crate::service::append_split;
+use crate::{Route, UploadResponseService, WorkerId};
+
+/// An in-process worker: a name and the route it serves.
+#[derive(Clone)]
+pub struct Worker {
+    service: UploadResponseService,
+    id: WorkerId,
+    route: Route,
+}
+
+impl Worker {
+    pub(crate) fn new(service: UploadResponseService, id: WorkerId, route: Route) -> Self {
+        Self { service, id, route }
+    }
+
+    /// The worker's name.
+    pub fn id(&self) -> &WorkerId {
+        &self.id
+    }
+
+    /// Waits for the next request on this worker's route and claims it: the
+    /// worker owns the response and reads the body as a registered reader.
+    /// Cancel-safe: a request handed over as the future is dropped goes to
+    /// the next worker.
+    pub async fn next_job(&self) -> Job {
+        self.service.next_job(&self.id, &self.route).await
+    }
+}
+
+/// One claimed request. Dropping it before [`respond`](Self::respond) hands
+/// the request to another worker (or fails it with 502 if part of the body
+/// was already recycled).
+pub struct Job {
+    service: UploadResponseService,
+    entry: Arc<Entry>,
+    worker: WorkerId,
+    reader: Option<StreamReader>,
+    writer: Option<StreamWriter>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        service: UploadResponseService,
+        entry: Arc<Entry>,
+        worker: WorkerId,
+        reader: StreamReader,
+        writer: StreamWriter,
+    ) -> Self {
+        Self {
+            service,
+            entry,
+            worker,
+            reader: Some(reader),
+            writer: Some(writer),
+        }
+    }
+
+    /// The request's stream id (as in the worker API).
+    pub fn stream_id(&self) -> u64 {
+        self.entry.id.as_u64()
+    }
+
+    /// The request head.
+    pub fn head(&self) -> &RequestHead {
+        &self.entry.head
+    }
+
+    /// The worker that holds the claim.
+    pub fn worker(&self) -> &WorkerId {
+        &self.worker
+    }
+
+    /// The first value of request header `name` (lowercase), if any.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.entry
+            .head
+            .headers
+            .iter()
+            .find(|h| h.name() == name.as_bytes())
+            .map(Header::value)
+    }
+
+    /// The request body, streamed as it arrives. Call once: later calls get
+    /// an empty body.
+    pub fn body(&mut self) -> RequestBody {
+        RequestBody {
+            reader: self.reader.take(),
+            done: false,
+        }
+    }
+
+    /// Writes the response head and returns the body writer. The client sees
+    /// the head at once, even while the request body is still uploading.
+    pub async fn respond(
+        self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<ResponseWriter, CoordError> {
+        let head = ResponseHead {
+            status,
+            version: HttpVersion::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    Header::new(
+                        Bytes::copy_from_slice(n.as_str().as_bytes()),
+                        Bytes::copy_from_slice(v.as_bytes()),
+                    )
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| CoordError::InvalidHead(e.to_string()))?,
+        };
+        self.respond_head(head).await
+    }
+
+    /// Like [`respond`](Self::respond) with a ready HPKS head.
+    pub async fn respond_head(mut self, head: ResponseHead) -> Result<ResponseWriter, CoordError> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or(CoordError::HeadersSent(self.stream_id()))?;
+        let frame = Frame::ResponseHeaders {
+            stream_id: self.stream_id(),
+            head,
+        };
+        writer.add(1, http_pack::to_bytes(&frame)).await?;
+        lock(&self.entry.response).started = true;
+        Ok(ResponseWriter {
+            writer,
+            slot_size: self.service.config().slot_size(),
+        })
+    }
+
+    /// Undoes a claim that was never delivered to the worker (no re-offer:
+    /// the dispatcher is already offering it).
+    pub(crate) fn unassign(mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.service.give_back(&self.entry, writer, false);
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            // Park the hold before our reader goes, so nothing is recycled in between.
+            let reader = self.reader.take();
+            self.service.give_back(&self.entry, writer, true);
+            drop(reader);
+        }
+    }
+}
+
+/// The request body of a [`Job`], chunk by chunk as the client uploads it.
+pub struct RequestBody {
+    reader: Option<StreamReader>,
+    done: bool,
+}
+
+impl RequestBody {
+    /// The next chunk; `None` at the clean end. An abort (client gone, body
+    /// too large, timeout) is an error, never a clean end.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, TailError>> {
+        if self.done {
+            return None;
+        }
+        let reader = self.reader.as_mut()?;
+        loop {
+            match reader.next().await {
+                Ok(slot) => match slot.kind {
+                    SlotKind::Headers => continue,
+                    SlotKind::Body => return Some(Ok(slot.bytes)),
+                    SlotKind::End => {
+                        self.done = true;
+                        return None;
+                    }
+                },
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+
+    /// The body as a `Stream` of chunks.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, TailError>> + Send {
+        futures_util::stream::unfold(self, |mut body| async move {
+            let item = body.chunk().await?;
+            Some((item, body))
+        })
+    }
+}
+
+/// Writes a response body, streamed to the client as it is written.
+/// Dropping it before [`finish`](Self::finish) resets the client's response.
+pub struct ResponseWriter {
+    writer: StreamWriter,
+    slot_size: usize,
+}
+
+impl ResponseWriter {
+    /// Sends body bytes (split into slots; waits if the client reads slowly).
+    pub async fn send(&mut self, data: Bytes) -> Result<(), CoordError> {
+        append_split(&mut self.writer, data, self.slot_size).await
+    }
+
+    /// Ends the response cleanly.
+    pub async fn finish(mut self) -> Result<(), CoordError> {
+        self.writer.end().await?;
+        Ok(())
+    }
+}
