@@ -2,12 +2,15 @@
 //! connection facts, idle and first-request clocks.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{ALT_SVC, CONTENT_LENGTH};
 use http::{HeaderValue, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -41,6 +44,64 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// Tells the connection when bytes arrive, for the header-read timeout.
+pub(crate) struct ReadWatch<T> {
+    inner: T,
+    conn: Arc<ConnState>,
+}
+
+impl<T> ReadWatch<T> {
+    pub(crate) fn new(inner: T, conn: Arc<ConnState>) -> Self {
+        Self { inner, conn }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadWatch<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.conn.on_read();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadWatch<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Why a connection should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseReason {
@@ -57,6 +118,10 @@ pub(crate) struct ConnState {
     started: Instant,
     active: AtomicUsize,
     idle_since_ms: AtomicU64,
+    /// When the first byte of the next HTTP/1.1 request head arrived (`NO_HEAD`: none
+    /// pending). hyper's own header timer also runs while a keep-alive connection is
+    /// idle, which would make the idle timeout no longer than the header timeout.
+    head_started_ms: AtomicU64,
     protocol: OnceLock<ConnGuard>,
     _permit: OwnedSemaphorePermit,
 }
@@ -68,6 +133,7 @@ impl ConnState {
             started: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
             protocol: OnceLock::new(),
             _permit: permit,
         })
@@ -83,6 +149,31 @@ impl ConnState {
         // Cleartext TCP learns its protocol (HTTP/1.1 or h2c) from the first request.
         self.set_protocol(metrics, protocol);
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_started_ms.store(NO_HEAD, Ordering::Release);
+    }
+
+    /// Bytes arrived: with no request in flight they start the next request head.
+    pub(crate) fn on_read(&self) {
+        if self.active.load(Ordering::Acquire) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_started_ms
+                .store(self.elapsed_ms(), Ordering::Release);
+        }
+    }
+
+    fn head_overdue(&self, timeout: Duration) -> bool {
+        let Some(guard) = self.protocol.get() else {
+            // No request yet: the connection's age counts (covers the TLS handshake).
+            return self.started.elapsed() >= timeout;
+        };
+        let started = self.head_started_ms.load(Ordering::Acquire);
+        // HTTP/2 and HTTP/3 read control frames between requests; their heads come in
+        // one HEADERS frame bounded by the idle timeout instead.
+        guard.protocol() == Protocol::Http1
+            && started != NO_HEAD
+            && self.elapsed_ms().saturating_sub(started)
+                >= u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn request_finished(&self) {
@@ -108,7 +199,6 @@ impl ConnState {
     /// request within the header timeout, or it stayed idle too long.
     pub(crate) async fn close_reason(&self, shared: &Shared) -> CloseReason {
         let cfg = &shared.config;
-        let header_deadline = self.started + cfg.header_read_timeout;
         let tick = (cfg.idle_timeout.min(cfg.header_read_timeout) / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
@@ -116,7 +206,7 @@ impl ConnState {
                 () = shared.lifecycle.graceful().cancelled() => return CloseReason::Shutdown,
                 () = tokio::time::sleep(tick) => {}
             }
-            if self.protocol.get().is_none() && Instant::now() >= header_deadline {
+            if self.head_overdue(cfg.header_read_timeout) {
                 shared
                     .metrics
                     .header_timeouts
@@ -129,6 +219,8 @@ impl ConnState {
         }
     }
 }
+
+const NO_HEAD: u64 = u64::MAX;
 
 /// Lets `ws::upgrade` reach the server that received the request.
 #[derive(Debug, Clone)]

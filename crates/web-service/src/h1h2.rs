@@ -17,14 +17,16 @@ use tracing::Instrument;
 
 use crate::body::Body;
 use crate::config::ServerConfig;
-use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, Shared, dispatch};
+use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, ReadWatch, Shared, dispatch};
 
 /// Builds the hyper connection builder once per listener from the configuration.
 pub(crate) fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
+        // Our own timer (conn.rs) measures heads from their first byte; hyper's would
+        // also close idle keep-alive connections after this timeout.
+        .header_read_timeout(None)
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .keep_alive(true);
     let h2 = &cfg.http2;
@@ -119,7 +121,10 @@ async fn serve_tcp(
     builder: Arc<auto::Builder<TokioExecutor>>,
 ) {
     match tls {
-        None => serve_io(TokioIo::new(stream), shared, handler, conn, &builder).await,
+        None => {
+            let io = TokioIo::new(ReadWatch::new(stream, conn.clone()));
+            serve_io(io, shared, handler, conn, &builder).await;
+        }
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(shared.config.header_read_timeout, acceptor.accept(stream));

@@ -188,6 +188,10 @@ impl ConnGuard {
         c.connections_active.fetch_add(1, Relaxed);
         Self { metrics, protocol }
     }
+
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.protocol
+    }
 }
 
 impl Drop for ConnGuard {

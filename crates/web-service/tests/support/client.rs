@@ -134,18 +134,7 @@ impl Conn {
     }
 
     pub async fn h3(addr: SocketAddr, cert: &CertificateDer<'static>) -> Self {
-        let crypto =
-            quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(cert, &[b"h3"])).unwrap();
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
-            .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
-            .send_window(16 * 1024 * 1024);
-        client.transport_config(Arc::new(transport));
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(client);
-        let quic = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (quic, endpoint) = quic_connect(addr, cert).await.unwrap();
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(quic))
             .await
             .unwrap();
@@ -251,4 +240,36 @@ pub fn request(method: &str, path: &str, body: ReqBody) -> Request<ReqBody> {
         .uri(format!("https://localhost{path}"))
         .body(body)
         .unwrap()
+}
+
+/// A QUIC connection (ALPN h3) trusting only `cert`, with windows sized like the server's.
+pub async fn quic_connect(
+    addr: SocketAddr,
+    cert: &CertificateDer<'static>,
+) -> Result<(quinn::Connection, quinn::Endpoint), quinn::ConnectionError> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(cert, &[b"h3"])).unwrap();
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
+        .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
+        .send_window(16 * 1024 * 1024);
+    client.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client);
+    let quic = endpoint.connect(addr, "localhost").unwrap().await?;
+    Ok((quic, endpoint))
+}
+
+/// Writes `raw` on a fresh TCP connection and reads until the server closes it.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(super::WAIT, tcp.read_to_end(&mut out))
+        .await
+        .expect("server closed");
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -3,6 +3,7 @@
 //! * `POST /sha256` with `x-sha256: HEX`: reads the body as a stream, answers
 //!   `200 ok <bytes>` when the digest matches, `422` otherwise (`413` past the limit).
 //! * `GET /pattern/N`: streams N bytes of the test pattern.
+//! * `GET /broken`: sends `partial`, then the body fails.
 //! * `GET /gated/ID`: sends `first`, waits for gate ID to open, then sends `rest`.
 //! * `/ws/sha256`, `/ws/pattern/N`, `/ws/gated/ID`, `/ws/hold`: the same over WebSocket
 //!   (`hold` waits for the shutdown signal and closes with 1001).
@@ -70,6 +71,12 @@ async fn handle(gates: Gates, mut req: Request<Body>) -> Result<Response<Body>, 
             }
             Err(e) => text(e.status(), format!("{e}\n")),
         });
+    }
+    if path == "/broken" {
+        // A body that fails after its first chunk: exercises the cancel-safety contract.
+        let first = stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"partial")) });
+        let fail = stream::once(async { Err(std::io::Error::other("handler gave up")) });
+        return Ok(Response::new(Body::from_stream(first.chain(fail))));
     }
     if path == "/sha256" {
         return Ok(check_sha256(req).await);
