@@ -81,7 +81,8 @@ async fn ws_download(tls: bool) {
                     n += data.len() as u64;
                     h.update(&data);
                 }
-                Message::Close(_) => break,
+                // Keep reading: the stream ends once our Close reply is flushed.
+                Message::Close(_) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -102,6 +103,7 @@ async fn ws_first_bytes_early(tls: bool) {
     let rest = timeout(WAIT, wsclient::next_data(&mut ws)).await.unwrap();
     assert_eq!(rest, Some(Message::text("rest")));
     ws.close(None).await.unwrap();
+    timeout(WAIT, wsclient::close_frame(&mut ws)).await.unwrap();
     server.stop().await;
 }
 

@@ -85,7 +85,7 @@ pub enum Conn {
     ),
 }
 
-fn h2_builder() -> hyper::client::conn::http2::Builder<TokioExecutor> {
+pub fn h2_builder() -> hyper::client::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     b.initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024);

@@ -9,7 +9,7 @@ pub mod wsclient;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
@@ -38,12 +38,15 @@ pub fn cert_dir() -> PathBuf {
 }
 
 fn identity() -> TlsIdentity {
-    // Several test binaries run at once: generate into a per-process directory, so no
-    // test reads a half-written file of another.
-    let dir = cert_dir().join(std::process::id().to_string());
-    TlsIdentity::self_signed_in(dir)
-        .expect("self-signed certificate")
-        .identity
+    // Tests of one binary run in parallel: load (or generate) the pair once.
+    static IDENTITY: OnceLock<TlsIdentity> = OnceLock::new();
+    IDENTITY
+        .get_or_init(|| {
+            TlsIdentity::self_signed_in(cert_dir())
+                .expect("self-signed certificate")
+                .identity
+        })
+        .clone()
 }
 
 /// Small timeouts so lifecycle tests finish quickly.
@@ -62,6 +65,11 @@ impl Harness {
     }
 
     pub async fn start_with(config: ServerConfig) -> Self {
+        // `RUST_LOG=web_service=debug cargo test ...` shows the server's spans and events.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let tls = identity();
         let cert = tls.certs()[0].clone();
         let listen = Listen {

@@ -62,12 +62,17 @@ pub async fn next_data(ws: &mut ClientWs) -> Option<Message> {
     None
 }
 
-/// Reads until the server's Close; returns its frame.
-pub async fn close_frame(ws: &mut ClientWs) -> Option<CloseFrame> {
-    while let Some(msg) = next_data(ws).await {
-        if let Message::Close(frame) = msg {
-            return frame;
+/// Reads until the server's Close and completes the close handshake; returns its frame.
+pub async fn close_frame<S>(ws: &mut WebSocketStream<S>) -> Option<CloseFrame>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut frame = None;
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Close(f) = msg {
+            frame = f;
         }
     }
-    None
+    // The stream ends once our Close reply is flushed.
+    frame
 }
