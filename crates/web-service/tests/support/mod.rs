@@ -65,6 +65,23 @@ impl Harness {
     }
 
     pub async fn start_with(config: ServerConfig) -> Self {
+        let gates = Gates::default();
+        Self::serve(config, handler::service(gates.clone()), gates).await
+    }
+
+    /// Serves any handler (an axum `Router`, `StaticFiles`, ...).
+    pub async fn serve<S, B>(config: ServerConfig, handler: S, gates: Gates) -> Self
+    where
+        S: tower::Service<http::Request<web_service::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<web_service::BoxError>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<web_service::BoxError>,
+    {
         // `RUST_LOG=web_service=debug cargo test ...` shows the server's spans and events.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -77,10 +94,8 @@ impl Harness {
             https: Some(("127.0.0.1:0".parse().unwrap(), tls)),
         };
         let server = Server::bind(config, listen).await.expect("bind");
-        let gates = Gates::default();
         let (http, https) = (server.http_addr().unwrap(), server.https_addr().unwrap());
         let (metrics, shutdown) = (server.metrics(), server.shutdown_handle());
-        let handler = handler::service(gates.clone());
         let task = tokio::spawn(async move {
             server
                 .serve(handler, std::future::pending())
