@@ -1,0 +1,281 @@
+//! The streaming body every protocol hands to the handler, and its typed errors.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, TryStreamExt};
+use http::StatusCode;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+
+use crate::metrics::RequestGuard;
+
+/// Boxed error used at the edges of the handler model.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type H3Recv = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// A request or response body: a stream of `Bytes` frames read on demand, so the
+/// peer is only asked for more when the reader polls again (backpressure).
+pub struct Body {
+    kind: Kind,
+    limit: Option<u64>,
+    received: u64,
+    // Released when the response has been fully sent (or dropped): ends the request
+    // in the metrics and the idle clock of its connection.
+    guard: Option<RequestGuard>,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(hyper::body::Incoming),
+    H3 {
+        stream: Box<H3Recv>,
+        data_done: bool,
+    },
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+/// Why reading a body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body exceeded the configured `max_body_bytes`; answer `413`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The HTTP/1.1 or HTTP/2 peer broke the stream (reset, closed early, bad framing).
+    #[error("HTTP/1 or HTTP/2 body stream failed: {0}")]
+    Hyper(#[from] hyper::Error),
+    /// The HTTP/3 peer reset the stream or the QUIC connection failed.
+    #[error("HTTP/3 body stream failed: {0}")]
+    H3(#[from] h3::error::StreamError),
+    /// A body produced by a handler failed.
+    #[error("body source failed: {0}")]
+    Other(BoxError),
+}
+
+impl BodyError {
+    /// The status a handler should answer when this error ends its request body.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::from_kind(Kind::Empty)
+    }
+
+    /// Wraps any `http_body::Body` (e.g. axum's body or a tower-http file body).
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // Avoid boxing our own type again when a handler returns a `Body`.
+        let mut slot = Some(body);
+        if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Body>>() {
+            if let Some(own) = own.take() {
+                return own;
+            }
+        }
+        match slot {
+            Some(body) => Self::from_kind(Kind::Boxed(body.map_err(Into::into).boxed_unsync())),
+            None => Self::empty(),
+        }
+    }
+
+    /// A body fed by a stream of chunks; the stream is polled only as the peer accepts data.
+    pub fn from_stream<S, E>(stream: S) -> Self
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        Self::new(StreamBody::new(stream.map_ok(Frame::data)))
+    }
+
+    pub(crate) fn incoming(body: hyper::body::Incoming, limit: Option<u64>) -> Self {
+        Self {
+            limit,
+            ..Self::from_kind(Kind::Incoming(body))
+        }
+    }
+
+    pub(crate) fn h3(stream: H3Recv, limit: Option<u64>) -> Self {
+        let kind = Kind::H3 {
+            stream: Box::new(stream),
+            data_done: false,
+        };
+        Self {
+            limit,
+            ..Self::from_kind(kind)
+        }
+    }
+
+    pub(crate) fn with_guard(mut self, guard: RequestGuard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Caps this body at `limit` bytes: reading past it yields [`BodyError::TooLarge`].
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
+        self
+    }
+
+    /// Bytes read from this body so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Next data chunk, skipping trailers; `None` at the end of the body.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        loop {
+            match self.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_trailers) => continue,
+                },
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn from_kind(kind: Kind) -> Self {
+        Self {
+            kind,
+            limit: None,
+            received: 0,
+            guard: None,
+        }
+    }
+
+    fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Hyper),
+            Kind::Boxed(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Other),
+            Kind::H3 { stream, data_done } => {
+                if !*data_done {
+                    match ready!(stream.poll_recv_data(cx)) {
+                        Ok(Some(mut buf)) => {
+                            let data = buf.copy_to_bytes(buf.remaining());
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Ok(None) => *data_done = true,
+                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    }
+                }
+                match ready!(stream.poll_recv_trailers(cx)) {
+                    Ok(Some(trailers)) => {
+                        self.kind = Kind::Empty;
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    Ok(None) => {
+                        self.kind = Kind::Empty;
+                        Poll::Ready(None)
+                    }
+                    Err(e) => Poll::Ready(Some(Err(e.into()))),
+                }
+            }
+        }
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let frame = ready!(this.poll_kind(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            let len = data.map_or(0, Bytes::len) as u64;
+            this.received = this.received.saturating_add(len);
+            if let Some(limit) = this.limit {
+                if this.received > limit {
+                    // Stop reading: the rest of the peer's body is never pulled.
+                    this.kind = Kind::Empty;
+                    return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+                }
+            }
+        }
+        if frame.is_none() {
+            // The guard tracks the response: it ends when the last frame was taken.
+            this.guard = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::Incoming(body) => body.is_end_stream(),
+            Kind::Boxed(body) => body.is_end_stream(),
+            Kind::H3 { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, Bytes::len) as u64),
+            Kind::Incoming(body) => body.size_hint(),
+            Kind::Boxed(body) => body.size_hint(),
+            Kind::H3 { .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("received", &self.received)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(data: Bytes) -> Self {
+        Self::from_kind(Kind::Full(Some(data)))
+    }
+}
+
+impl From<String> for Body {
+    fn from(data: String) -> Self {
+        Bytes::from(data).into()
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(data: &'static str) -> Self {
+        Bytes::from_static(data.as_bytes()).into()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(data: Vec<u8>) -> Self {
+        Bytes::from(data).into()
+    }
+}

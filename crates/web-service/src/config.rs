@@ -1,0 +1,115 @@
+//! Server limits, timeouts and flow-control windows.
+
+use std::time::Duration;
+
+/// Every tunable of a [`crate::Server`]; [`ServerConfig::default`] is sized for one
+/// fast upload per connection on a LAN and several in parallel without stalls.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Connections (TCP and QUIC together) served at once. Beyond it, TCP connections
+    /// wait in the kernel's accept backlog until a slot frees (the client sees a
+    /// completed TCP handshake and no answer yet); QUIC connections are refused at once
+    /// (`CONNECTION_REFUSED`).
+    pub max_connections: usize,
+    /// Time a new connection has to finish its TLS handshake and send its first request
+    /// head; on HTTP/1.1 also the limit for each later request head (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (GOAWAY on
+    /// HTTP/2 and HTTP/3); on QUIC this is also the transport idle timeout.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted: HTTP/1.1 answers `431`, HTTP/2 and HTTP/3 refuse
+    /// the header block.
+    pub max_header_bytes: usize,
+    /// Request bodies larger than this are refused with `413` (when `content-length`
+    /// announces it) or end in [`crate::BodyError::TooLarge`] mid-stream. `None`: no limit.
+    pub max_body_bytes: Option<u64>,
+    /// After a shutdown starts, in-flight requests and WebSocket sessions get this long
+    /// before their connections are closed by force.
+    pub drain_timeout: Duration,
+    /// `SO_RCVBUF`/`SO_SNDBUF` for accepted TCP sockets; `None` keeps the kernel's
+    /// autotuning, which measured best on loopback.
+    pub tcp_socket_buffer: Option<usize>,
+    /// HTTP/2 flow control and concurrency.
+    pub http2: Http2Config,
+    /// HTTP/3 (QUIC) flow control and socket buffers.
+    pub http3: Http3Config,
+    /// Largest WebSocket message (and frame) a peer may send.
+    pub max_websocket_message: usize,
+}
+
+/// HTTP/2 flow-control windows and stream limits.
+#[derive(Debug, Clone)]
+pub struct Http2Config {
+    /// Receive window of each stream: the most one upload can have in flight.
+    pub stream_window: u32,
+    /// Receive window of the whole connection; keep it several stream windows wide so
+    /// one slow reader cannot starve the other streams (hyper issues 1813, 1960).
+    pub connection_window: u32,
+    /// Let hyper grow both windows from measured bandwidth-delay product instead of the
+    /// two fixed sizes above (hyper sets both windows to the same estimate).
+    pub adaptive_window: bool,
+    /// Streams a client may open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Interval of keep-alive PINGs; `None` sends none.
+    pub keep_alive_interval: Option<Duration>,
+}
+
+/// QUIC transport windows and UDP socket buffers for HTTP/3.
+#[derive(Debug, Clone)]
+pub struct Http3Config {
+    /// Receive window of each stream (quinn's default of 1.25 MB throttles uploads on
+    /// links with real latency: quinn issue 2262).
+    pub stream_window: u64,
+    /// Receive window of the whole connection.
+    pub connection_window: u64,
+    /// Send window of the whole connection.
+    pub send_window: u64,
+    /// Bidirectional streams (requests) a client may open at once.
+    pub max_concurrent_streams: u32,
+    /// Requested `SO_RCVBUF` / `SO_SNDBUF` of the UDP socket (the kernel caps it at
+    /// `net.core.rmem_max` / `wmem_max`).
+    pub udp_socket_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: None,
+            drain_timeout: Duration::from_secs(30),
+            tcp_socket_buffer: None,
+            http2: Http2Config::default(),
+            http3: Http3Config::default(),
+            max_websocket_message: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            // 4 MiB keeps a 1 Gbit/s x 30 ms path full for one stream; the connection
+            // window fits four such uploads before any of them waits on another.
+            stream_window: 4 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            adaptive_window: false,
+            max_concurrent_streams: 256,
+            keep_alive_interval: Some(Duration::from_secs(20)),
+        }
+    }
+}
+
+impl Default for Http3Config {
+    fn default() -> Self {
+        Self {
+            stream_window: 4 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            send_window: 16 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            udp_socket_buffer: 4 * 1024 * 1024,
+        }
+    }
+}

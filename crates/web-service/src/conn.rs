@@ -1,0 +1,294 @@
+//! What every protocol shares per connection: the request hand-off to the handler,
+//! connection facts, idle and first-request clocks.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::{ALT_SVC, CONTENT_LENGTH};
+use http::{HeaderValue, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::body::{Body, BoxError};
+use crate::config::ServerConfig;
+use crate::metrics::{ConnGuard, Metrics, Protocol, RequestGuard};
+use crate::shutdown::Lifecycle;
+
+/// The type-erased handler every protocol calls.
+pub(crate) type Handler = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// State shared by all listeners of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) lifecycle: Lifecycle,
+    /// `alt-svc` advertising HTTP/3, added to responses sent over TLS.
+    pub(crate) alt_svc: Option<HeaderValue>,
+}
+
+/// Facts about the connection a request arrived on; in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub remote_addr: SocketAddr,
+    /// Our address the peer connected to.
+    pub local_addr: SocketAddr,
+    /// Whether the connection is encrypted (TLS over TCP, or QUIC).
+    pub tls: bool,
+}
+
+/// Tells the connection when bytes arrive, for the header-read timeout.
+pub(crate) struct ReadWatch<T> {
+    inner: T,
+    conn: Arc<ConnState>,
+}
+
+impl<T> ReadWatch<T> {
+    pub(crate) fn new(inner: T, conn: Arc<ConnState>) -> Self {
+        Self { inner, conn }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadWatch<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.conn.on_read();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadWatch<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    Shutdown,
+    Idle,
+    HeaderTimeout,
+}
+
+/// One live connection: its facts, in-flight requests and its slot under
+/// `max_connections` (held by upgraded WebSocket sessions too).
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) info: ConnInfo,
+    started: Instant,
+    active: AtomicUsize,
+    idle_since_ms: AtomicU64,
+    /// When the first byte of the next HTTP/1.1 request head arrived (`NO_HEAD`: none
+    /// pending). hyper's own header timer also runs while a keep-alive connection is
+    /// idle, which would make the idle timeout no longer than the header timeout.
+    head_started_ms: AtomicU64,
+    protocol: OnceLock<ConnGuard>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnState {
+    pub(crate) fn new(info: ConnInfo, permit: OwnedSemaphorePermit) -> Arc<Self> {
+        Arc::new(Self {
+            info,
+            started: Instant::now(),
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
+            protocol: OnceLock::new(),
+            _permit: permit,
+        })
+    }
+
+    /// Counts the connection under `protocol` now (QUIC knows it before any request).
+    pub(crate) fn set_protocol(&self, metrics: &Arc<Metrics>, protocol: Protocol) {
+        self.protocol
+            .get_or_init(|| ConnGuard::new(metrics.clone(), protocol));
+    }
+
+    pub(crate) fn request_started(&self, metrics: &Arc<Metrics>, protocol: Protocol) {
+        // Cleartext TCP learns its protocol (HTTP/1.1 or h2c) from the first request.
+        self.set_protocol(metrics, protocol);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_started_ms.store(NO_HEAD, Ordering::Release);
+    }
+
+    /// Bytes arrived: with no request in flight they start the next request head.
+    pub(crate) fn on_read(&self) {
+        if self.active.load(Ordering::Acquire) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_started_ms
+                .store(self.elapsed_ms(), Ordering::Release);
+        }
+    }
+
+    fn head_overdue(&self, timeout: Duration) -> bool {
+        let Some(guard) = self.protocol.get() else {
+            // No request yet: the connection's age counts (covers the TLS handshake).
+            return self.started.elapsed() >= timeout;
+        };
+        let started = self.head_started_ms.load(Ordering::Acquire);
+        // HTTP/2 and HTTP/3 read control frames between requests; their heads come in
+        // one HEADERS frame bounded by the idle timeout instead.
+        guard.protocol() == Protocol::Http1
+            && started != NO_HEAD
+            && self.elapsed_ms().saturating_sub(started)
+                >= u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn request_finished(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since_ms
+                .store(self.elapsed_ms(), Ordering::Release);
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let since = self.idle_since_ms.load(Ordering::Acquire);
+        Duration::from_millis(self.elapsed_ms().saturating_sub(since))
+    }
+
+    /// Completes when the connection should be closed: shutdown began, it sent no
+    /// request within the header timeout, or it stayed idle too long.
+    pub(crate) async fn close_reason(&self, shared: &Shared) -> CloseReason {
+        let cfg = &shared.config;
+        let tick = (cfg.idle_timeout.min(cfg.header_read_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shared.lifecycle.graceful().cancelled() => return CloseReason::Shutdown,
+                () = tokio::time::sleep(tick) => {}
+            }
+            if self.head_overdue(cfg.header_read_timeout) {
+                shared
+                    .metrics
+                    .header_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                return CloseReason::HeaderTimeout;
+            }
+            if self.idle_for() >= cfg.idle_timeout {
+                return CloseReason::Idle;
+            }
+        }
+    }
+}
+
+const NO_HEAD: u64 = u64::MAX;
+
+/// Lets `ws::upgrade` reach the server that received the request.
+#[derive(Debug, Clone)]
+pub(crate) struct UpgradeCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) conn: Arc<ConnState>,
+}
+
+/// Hands one request (any protocol) to the handler and prepares its response.
+pub(crate) async fn dispatch(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnState>,
+    handler: Handler,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let protocol = Protocol::of_version(req.version());
+    let guard = RequestGuard::new(shared.metrics.clone(), protocol, conn.clone());
+    if let Some(limit) = shared.config.max_body_bytes {
+        if declared_length(&req).is_some_and(|len| len > limit) {
+            shared
+                .metrics
+                .bodies_too_large
+                .fetch_add(1, Ordering::Relaxed);
+            let msg = format!("request body exceeds the limit of {limit} bytes\n");
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, msg).map(|b| b.with_guard(guard));
+        }
+    }
+    let ext = req.extensions_mut();
+    ext.insert(conn.info);
+    ext.insert(shared.lifecycle.signal());
+    ext.insert(UpgradeCtx {
+        shared: shared.clone(),
+        conn: conn.clone(),
+    });
+    let mut resp = match handler.oneshot(req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "handler failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "handler failed\n".into())
+        }
+    };
+    if conn.info.tls {
+        if let Some(alt_svc) = &shared.alt_svc {
+            resp.headers_mut()
+                .entry(ALT_SVC)
+                .or_insert_with(|| alt_svc.clone());
+        }
+    }
+    resp.map(|b| b.with_guard(guard))
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A short `text/plain` response.
+pub(crate) fn plain(status: StatusCode, msg: String) -> Response<Body> {
+    let mut resp = Response::new(Body::from(msg));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,194 @@
+//! HTTP/1.1 and HTTP/2 (cleartext h2c by prior knowledge, or TLS with ALPN) on TCP.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::body::Body;
+use crate::config::ServerConfig;
+use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, ReadWatch, Shared, dispatch};
+
+/// Builds the hyper connection builder once per listener from the configuration.
+pub(crate) fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        // Our own timer (conn.rs) measures heads from their first byte; hyper's would
+        // also close idle keep-alive connections after this timeout.
+        .header_read_timeout(None)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let h2 = &cfg.http2;
+    let mut b2 = b.http2();
+    b2.timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(h2.keep_alive_interval)
+        .enable_connect_protocol();
+    if h2.adaptive_window {
+        b2.adaptive_window(true);
+    } else {
+        b2.initial_stream_window_size(h2.stream_window)
+            .initial_connection_window_size(h2.connection_window);
+    }
+    b
+}
+
+/// Accepts TCP connections until shutdown; waits for a connection slot before each accept.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    handler: Handler,
+    slots: Arc<Semaphore>,
+) {
+    let builder = Arc::new(builder(&shared.config));
+    let graceful = shared.lifecycle.graceful().clone();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = graceful.cancelled() => return,
+        };
+        let (stream, remote_addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = graceful.cancelled() => return,
+        };
+        tune_socket(&stream, &shared.config);
+        let local_addr = stream.local_addr().unwrap_or(remote_addr);
+        let info = ConnInfo {
+            remote_addr,
+            local_addr,
+            tls: tls.is_some(),
+        };
+        let conn = ConnState::new(info, permit);
+        let span = tracing::debug_span!("conn", peer = %remote_addr, tls = info.tls);
+        let task = serve_tcp(
+            stream,
+            tls.clone(),
+            shared.clone(),
+            handler.clone(),
+            conn,
+            builder.clone(),
+        );
+        shared.lifecycle.spawn(task.instrument(span));
+    }
+}
+
+fn tune_socket(stream: &TcpStream, cfg: &ServerConfig) {
+    // Small writes (headers, WebSocket frames) must not wait for Nagle.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY failed");
+    }
+    if let Some(size) = cfg.tcp_socket_buffer {
+        let sock = socket2::SockRef::from(stream);
+        if let Err(e) = sock
+            .set_recv_buffer_size(size)
+            .and_then(|()| sock.set_send_buffer_size(size))
+        {
+            tracing::debug!(error = %e, "setting TCP socket buffers failed");
+        }
+    }
+}
+
+async fn serve_tcp(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    handler: Handler,
+    conn: Arc<ConnState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+) {
+    match tls {
+        None => {
+            let io = TokioIo::new(ReadWatch::new(stream, conn.clone()));
+            serve_io(io, shared, handler, conn, &builder).await;
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(shared.config.header_read_timeout, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls_stream)) => {
+                    serve_io(TokioIo::new(tls_stream), shared, handler, conn, &builder).await
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => {
+                    shared
+                        .metrics
+                        .header_timeouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!("TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    shared: Arc<Shared>,
+    handler: Handler,
+    conn: Arc<ConnState>,
+    builder: &auto::Builder<TokioExecutor>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        service_fn(move |req: Request<Incoming>| {
+            let (shared, conn, handler) = (shared.clone(), conn.clone(), handler.clone());
+            let limit = shared.config.max_body_bytes;
+            let span =
+                tracing::debug_span!("stream", method = %req.method(), path = %req.uri().path());
+            async move {
+                let req = req.map(|b| Body::incoming(b, limit));
+                Ok::<_, Infallible>(dispatch(&shared, &conn, handler, req).await)
+            }
+            .instrument(span)
+        })
+    };
+    let served = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(served);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = served.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            reason = conn.close_reason(&shared), if !closing => {
+                if reason == CloseReason::HeaderTimeout {
+                    tracing::debug!("no request head within the header timeout; closing");
+                    return;
+                }
+                // HTTP/1.1: close after the in-flight response; HTTP/2: GOAWAY, then
+                // in-flight streams finish.
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}

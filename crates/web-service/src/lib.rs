@@ -1,0 +1,96 @@
+//! One handler, every protocol.
+//!
+//! `web-service` serves a single tower [`Service`](tower::Service) (for example an
+//! axum `Router`) over HTTP/1.1 (cleartext and TLS), h2c (prior knowledge), HTTP/2
+//! over TLS (ALPN `h2`), HTTP/3 (quinn + h3) on the TLS port number over UDP, and
+//! WebSocket (HTTP/1.1 upgrade on `ws://` and `wss://`, HTTP/2 extended CONNECT per
+//! RFC 8441). Request bodies reach the handler as a stream of `Bytes` ([`Body`]) and
+//! responses are sent by polling the handler's body one frame at a time, so every
+//! protocol applies backpressure and nothing collects a whole body.
+//!
+//! ```no_run
+//! use web_service::{Body, Listen, Server, ServerConfig, TlsIdentity};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = TlsIdentity::self_signed_in("./.certs")?.identity;
+//! let listen = Listen {
+//!     http: Some("127.0.0.1:8080".parse()?),
+//!     https: Some(("127.0.0.1:8443".parse()?, tls)),
+//! };
+//! let server = Server::bind(ServerConfig::default(), listen).await?;
+//! let handler = tower::service_fn(|req: http::Request<Body>| async move {
+//!     // Echo: the request body streams straight back.
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+//! });
+//! server.serve(handler, web_service::ctrl_c_or_sigterm()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every request carries a [`ConnInfo`] and a [`ShutdownSignal`] in its extensions.
+//! WebSocket handlers call [`ws::upgrade`] and run the session with
+//! [`ws::WsUpgrade::spawn`], which the graceful shutdown tracks.
+//!
+//! # Limits
+//!
+//! See [`ServerConfig`]: connection limit (TCP waits in the backlog, QUIC is refused),
+//! header-read timeout (TLS handshake plus first request head; every later HTTP/1.1
+//! head), idle timeout, maximum head size (`431` on HTTP/1.1), maximum body size
+//! (`413` up front from `content-length`, else [`BodyError::TooLarge`] mid-stream, which
+//! the handler maps with [`BodyError::status`]), HTTP/2 and HTTP/3 windows.
+//!
+//! # Cancel safety
+//!
+//! What a client sees when the handler's response body fails mid-way (returns an
+//! error) or the handler's task is dropped by a forced shutdown:
+//!
+//! * **HTTP/1.1**: the connection is closed. A chunked response lacks its terminating
+//!   `0\r\n\r\n` chunk; a response with `content-length` arrives short. Either way the
+//!   client can tell the body is incomplete.
+//! * **HTTP/2**: the stream is reset (`RST_STREAM` with `INTERNAL_ERROR`); other
+//!   streams on the connection go on.
+//! * **HTTP/3**: the request stream is reset (`H3_INTERNAL_ERROR`); other streams go on.
+//! * **WebSocket**: the session is the handler's: dropping the stream closes the
+//!   connection without a Close frame (the client sees an abnormal closure, 1006);
+//!   a handler that wants a clean end sends Close (e.g. 1011 on errors, 1001 when
+//!   [`ShutdownSignal`] fires).
+//!
+//! A handler that stops reading a request body does not harm other streams: HTTP/2
+//! and HTTP/3 stop granting that stream credit, and the body is reset when dropped.
+
+mod body;
+mod config;
+mod conn;
+mod h1h2;
+mod h3;
+mod metrics;
+mod server;
+mod shutdown;
+mod static_files;
+mod tls;
+pub mod ws;
+
+pub use body::{Body, BodyError, BoxError};
+pub use config::{Http2Config, Http3Config, ServerConfig};
+pub use conn::ConnInfo;
+pub use metrics::{Metrics, Protocol, ProtocolStats};
+pub use server::{Listen, Server};
+pub use shutdown::{ShutdownHandle, ShutdownSignal, ctrl_c_or_sigterm};
+pub use static_files::StaticFiles;
+pub use tls::{SelfSigned, TlsError, TlsIdentity};
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listening socket could not be bound (address in use, no permission, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}

@@ -1,0 +1,237 @@
+//! Per-protocol connection and request counters, rendered as Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use http::Version;
+
+use crate::conn::ConnState;
+
+/// The protocol a connection or request was served with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.0 or HTTP/1.1, cleartext or TLS.
+    Http1,
+    /// HTTP/2, h2c or over TLS.
+    Http2,
+    /// HTTP/3 over QUIC.
+    Http3,
+    /// A WebSocket session (after an HTTP/1.1 upgrade or HTTP/2 extended CONNECT).
+    WebSocket,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 4] = [Self::Http1, Self::Http2, Self::Http3, Self::WebSocket];
+
+    /// Label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::Http2 => "http2",
+            Self::Http3 => "http3",
+            Self::WebSocket => "websocket",
+        }
+    }
+
+    pub(crate) fn of_version(version: Version) -> Self {
+        match version {
+            Version::HTTP_2 => Self::Http2,
+            Version::HTTP_3 => Self::Http3,
+            _ => Self::Http1,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of one protocol.
+#[derive(Debug, Default)]
+struct Counters {
+    connections_total: AtomicU64,
+    connections_active: AtomicU64,
+    requests_total: AtomicU64,
+    requests_active: AtomicU64,
+}
+
+/// A point-in-time copy of one protocol's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProtocolStats {
+    /// Connections (or WebSocket sessions) ever opened.
+    pub connections_total: u64,
+    /// Connections (or WebSocket sessions) open now.
+    pub connections_active: u64,
+    /// Requests ever started.
+    pub requests_total: u64,
+    /// Requests whose response has not finished yet.
+    pub requests_active: u64,
+}
+
+/// Server counters; share it with a `/metrics` handler via [`crate::Server::metrics`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    protocols: [Counters; 4],
+    /// Connections closed because their TLS handshake or first request head was late.
+    pub header_timeouts: AtomicU64,
+    /// QUIC connections refused because `max_connections` was reached.
+    pub refused_connections: AtomicU64,
+    /// Requests refused with `413` from their `content-length`.
+    pub bodies_too_large: AtomicU64,
+}
+
+impl Metrics {
+    /// Counters of one protocol.
+    pub fn stats(&self, protocol: Protocol) -> ProtocolStats {
+        let c = &self.protocols[protocol.index()];
+        ProtocolStats {
+            connections_total: c.connections_total.load(Relaxed),
+            connections_active: c.connections_active.load(Relaxed),
+            requests_total: c.requests_total.load(Relaxed),
+            requests_active: c.requests_active.load(Relaxed),
+        }
+    }
+
+    /// Open connections over all protocols (WebSocket sessions excluded: they live on
+    /// an HTTP connection that is already counted until the upgrade).
+    pub fn connections_active(&self) -> u64 {
+        [Protocol::Http1, Protocol::Http2, Protocol::Http3]
+            .iter()
+            .map(|p| self.stats(*p).connections_active)
+            .sum()
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let families: [(&str, &str, fn(&ProtocolStats) -> u64, &str); 4] = [
+            (
+                "web_connections_total",
+                "counter",
+                |s| s.connections_total,
+                "Connections opened.",
+            ),
+            (
+                "web_connections_active",
+                "gauge",
+                |s| s.connections_active,
+                "Connections open.",
+            ),
+            (
+                "web_requests_total",
+                "counter",
+                |s| s.requests_total,
+                "Requests started.",
+            ),
+            (
+                "web_requests_active",
+                "gauge",
+                |s| s.requests_active,
+                "Requests in flight.",
+            ),
+        ];
+        for (name, kind, get, help) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for p in Protocol::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{protocol=\"{}\"}} {}",
+                    p.as_str(),
+                    get(&self.stats(p))
+                );
+            }
+        }
+        let singles = [
+            (
+                "web_header_timeouts_total",
+                "Connections closed for a late handshake or request head.",
+                &self.header_timeouts,
+            ),
+            (
+                "web_refused_connections_total",
+                "QUIC connections refused at the connection limit.",
+                &self.refused_connections,
+            ),
+            (
+                "web_bodies_too_large_total",
+                "Requests refused with 413 from content-length.",
+                &self.bodies_too_large,
+            ),
+        ];
+        for (name, help, value) in singles {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        out
+    }
+
+    fn counters(&self, protocol: Protocol) -> &Counters {
+        &self.protocols[protocol.index()]
+    }
+}
+
+/// Counts one open connection (or WebSocket session) until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnGuard {
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
+}
+
+impl ConnGuard {
+    pub(crate) fn new(metrics: Arc<Metrics>, protocol: Protocol) -> Self {
+        let c = metrics.counters(protocol);
+        c.connections_total.fetch_add(1, Relaxed);
+        c.connections_active.fetch_add(1, Relaxed);
+        Self { metrics, protocol }
+    }
+
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .counters(self.protocol)
+            .connections_active
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+/// Counts one request until its response is fully sent, and keeps its connection
+/// from being closed as idle meanwhile.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
+    conn: Arc<ConnState>,
+}
+
+impl RequestGuard {
+    pub(crate) fn new(metrics: Arc<Metrics>, protocol: Protocol, conn: Arc<ConnState>) -> Self {
+        let c = metrics.counters(protocol);
+        c.requests_total.fetch_add(1, Relaxed);
+        c.requests_active.fetch_add(1, Relaxed);
+        conn.request_started(&metrics, protocol);
+        Self {
+            metrics,
+            protocol,
+            conn,
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .counters(self.protocol)
+            .requests_active
+            .fetch_sub(1, Relaxed);
+        self.conn.request_finished();
+    }
+}

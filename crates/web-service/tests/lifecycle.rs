@@ -1,0 +1,465 @@
+//! Limits and lifecycle: parallel uploads on one connection, graceful shutdown,
+//! connection limit, slowloris, malformed and oversized requests, body limit, idle
+//! timeout, broken response streams, metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use support::client::{self, Conn, Proto};
+use support::pattern::{self, MIB64};
+use support::{Harness, WAIT, eventually, test_config, wsclient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use web_service::{Protocol, ServerConfig};
+
+async fn parallel_uploads(proto: Proto) {
+    let server = Harness::start().await;
+    let conn = Conn::connect(proto, &server).await;
+    let sha = pattern::sha256_hex(MIB64);
+    let uploads = (0..4).map(|_| {
+        let (conn, sha) = (conn.clone(), sha.clone());
+        async move {
+            let mut req =
+                client::request("POST", "/sha256", client::streaming(pattern::stream(MIB64)));
+            req.headers_mut().insert("x-sha256", sha.parse().unwrap());
+            let resp = conn.send(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            client::text(resp.into_body()).await
+        }
+    });
+    let answers = timeout(WAIT * 2, join_all(uploads))
+        .await
+        .expect("no upload stalled");
+    assert!(
+        answers.iter().all(|a| *a == format!("ok {MIB64}")),
+        "{answers:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_parallel_64mib_uploads_on_one_h2_connection() {
+    parallel_uploads(Proto::H2Tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_parallel_64mib_uploads_on_one_h3_connection() {
+    parallel_uploads(Proto::H3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_inflight_request_and_closes_websocket() {
+    let server = Harness::start().await;
+    let conn = Conn::connect(Proto::H2c, &server).await;
+    let (id, open) = server.gates.gate();
+    let resp = conn
+        .send(client::request(
+            "GET",
+            &format!("/gated/{id}"),
+            client::empty(),
+        ))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    assert_eq!(
+        &timeout(WAIT, body.next()).await.unwrap().unwrap().unwrap()[..],
+        b"first"
+    );
+    let mut ws = wsclient::connect(&server, true, "/ws/hold").await;
+    assert_eq!(
+        wsclient::next_data(&mut ws).await,
+        Some(Message::text("held"))
+    );
+
+    let http = server.http;
+    let stopping = tokio::spawn(server.stop());
+    // The WebSocket session is told to go away...
+    let close = timeout(WAIT, wsclient::close_frame(&mut ws))
+        .await
+        .unwrap()
+        .expect("close frame");
+    assert_eq!(close.code, CloseCode::Away);
+    // ...the listener stops accepting...
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while TcpStream::connect(http).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...while the in-flight request still completes.
+    assert!(
+        !stopping.is_finished(),
+        "shutdown must wait for the in-flight request"
+    );
+    open.send(()).unwrap();
+    assert_eq!(client::text(body).await, "rest");
+    timeout(WAIT, stopping).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_deadline_force_closes_stuck_requests() {
+    let config = ServerConfig {
+        drain_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let server = Harness::start_with(config).await;
+    let conn = Conn::connect(Proto::H1, &server).await;
+    let (id, _never_opened) = server.gates.gate();
+    let resp = conn
+        .send(client::request(
+            "GET",
+            &format!("/gated/{id}"),
+            client::empty(),
+        ))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    assert_eq!(
+        &timeout(WAIT, body.next()).await.unwrap().unwrap().unwrap()[..],
+        b"first"
+    );
+    timeout(WAIT, server.stop()).await.unwrap();
+    // The connection was closed mid-body: the client sees an error, not a clean end.
+    let rest = timeout(WAIT, body.next()).await.unwrap();
+    assert!(
+        matches!(rest, Some(Err(_))),
+        "expected an incomplete body, got {rest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_holds() {
+    let config = ServerConfig {
+        max_connections: 2,
+        ..test_config()
+    };
+    let server = Harness::start_with(config).await;
+    let a = Conn::connect(Proto::H1, &server).await;
+    let b = Conn::connect(Proto::H2Tls, &server).await;
+    for conn in [&a, &b] {
+        let resp = conn
+            .send(client::request("GET", "/pattern/10", client::empty()))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        client::digest(resp.into_body()).await;
+    }
+    // A QUIC connection beyond the limit is refused at once.
+    let refused = client::quic_connect(server.https, &server.cert).await;
+    assert!(
+        refused.is_err(),
+        "QUIC connection beyond the limit must be refused"
+    );
+    // A third TCP connection waits in the backlog: its request is not answered...
+    let mut third = TcpStream::connect(server.http).await.unwrap();
+    third
+        .write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "served beyond the connection limit: {early:?} {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert_eq!(server.metrics.connections_active(), 2);
+    // ...until a slot frees.
+    drop(a);
+    let n = timeout(WAIT, third.read(&mut buf)).await.unwrap().unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    drop(b);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_closed_after_header_timeout_while_others_are_served() {
+    let server = Harness::start().await;
+    let mut slow = TcpStream::connect(server.http).await.unwrap();
+    slow.write_all(b"GET /pattern/1 HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    let mut silent_tls = TcpStream::connect(server.https).await.unwrap();
+    // The slow client keeps trickling a byte every 50 ms, never finishing its head.
+    let trickle = async {
+        let mut buf = [0u8; 256];
+        loop {
+            if slow.write_all(b"a").await.is_err() {
+                return;
+            }
+            match timeout(Duration::from_millis(50), slow.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(_)) => return,
+                Err(_) => {}
+            }
+        }
+    };
+    let others = async {
+        let conn = Conn::connect(Proto::H1, &server).await;
+        for _ in 0..5 {
+            let resp = conn
+                .send(client::request("GET", "/pattern/100", client::empty()))
+                .await
+                .unwrap();
+            assert_eq!(client::digest(resp.into_body()).await.0, 100);
+        }
+    };
+    let (closed, ()) = tokio::join!(timeout(WAIT, trickle), others);
+    closed.expect("slowloris connection closed");
+    // A client that never starts its TLS handshake is closed too.
+    let mut buf = [0u8; 16];
+    let n = timeout(WAIT, silent_tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        server
+            .metrics
+            .header_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    server.stop().await;
+}
+
+/// Reads one chunked HTTP/1.1 response from `tcp` (up to its terminating chunk).
+async fn read_chunked_response(tcp: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"0\r\n\r\n") {
+        let n = timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_second_head_on_keep_alive_connection_is_closed() {
+    let server = Harness::start().await;
+    let mut tcp = TcpStream::connect(server.http).await.unwrap();
+    tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_chunked_response(&mut tcp)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let closed = timeout(WAIT, async {
+        loop {
+            if tcp.write_all(b"a").await.is_err() {
+                return;
+            }
+            if let Ok(r) = timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
+                assert!(
+                    matches!(r, Ok(0) | Err(_)),
+                    "no response expected to a head never finished"
+                );
+                return;
+            }
+        }
+    });
+    closed
+        .await
+        .expect("slow head closed after the header timeout");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connection_outlives_the_header_timeout() {
+    let server = Harness::start().await;
+    let mut tcp = TcpStream::connect(server.http).await.unwrap();
+    for _ in 0..2 {
+        tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(
+            read_chunked_response(&mut tcp)
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        // Idle for longer than the 300 ms header timeout, shorter than the 10 s idle one.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_gets_400_and_server_keeps_serving() {
+    let server = Harness::start().await;
+    let answer =
+        client::raw_exchange(server.http, b"GET /\x01bad HTTP/1.1\r\nhost x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    let answer = client::raw_exchange(
+        server.http,
+        b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_head_gets_431() {
+    let config = ServerConfig {
+        max_header_bytes: 16 * 1024,
+        ..test_config()
+    };
+    let server = Harness::start_with(config).await;
+    let raw = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let answer = client::raw_exchange(server.http, raw.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limit_answers_413_with_and_without_content_length() {
+    let config = ServerConfig {
+        max_body_bytes: Some(1024 * 1024),
+        ..test_config()
+    };
+    let server = Harness::start_with(config).await;
+    for proto in [Proto::H2c, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        // Announced: refused before the handler runs.
+        let mut req = client::request(
+            "POST",
+            "/sha256",
+            client::streaming(pattern::stream(2 << 20)),
+        );
+        req.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, (2u64 << 20).into());
+        let resp = conn.send(req).await.unwrap();
+        assert_eq!(resp.status(), 413, "{proto:?} with content-length");
+        // Streamed without a length: the body type stops at the limit.
+        let req = client::request(
+            "POST",
+            "/sha256",
+            client::streaming(pattern::stream(2 << 20)),
+        );
+        let resp = conn.send(req).await.unwrap();
+        assert_eq!(resp.status(), 413, "{proto:?} streamed");
+        // Within the limit: served.
+        let mut req = client::request("POST", "/sha256", client::streaming(pattern::stream(1000)));
+        req.headers_mut()
+            .insert("x-sha256", pattern::sha256_hex(1000).parse().unwrap());
+        assert_eq!(conn.send(req).await.unwrap().status(), 200);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let server = Harness::start_with(config).await;
+    let mut tcp = TcpStream::connect(server.http).await.unwrap();
+    tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    timeout(WAIT, tcp.read_to_end(&mut out))
+        .await
+        .expect("idle connection closed")
+        .unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 200"));
+    server.stop().await;
+}
+
+async fn broken_stream(proto: Proto) {
+    let server = Harness::start().await;
+    let conn = Conn::connect(proto, &server).await;
+    // The failure may even overtake the response head (the connection or stream is
+    // gone before the client read it): that is incomplete too.
+    let saw_error = match conn
+        .send(client::request("GET", "/broken", client::empty()))
+        .await
+    {
+        Err(_) => true,
+        Ok(resp) => {
+            let mut body = resp.into_body();
+            let mut failed = false;
+            while let Some(chunk) = timeout(WAIT, body.next()).await.unwrap() {
+                if chunk.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            failed
+        }
+    };
+    assert!(saw_error, "{proto:?}: a failed body must not look complete");
+    if proto != Proto::H1 {
+        // Only the stream was reset: the connection serves the next request.
+        let resp = conn
+            .send(client::request("GET", "/pattern/10", client::empty()))
+            .await
+            .unwrap();
+        assert_eq!(client::digest(resp.into_body()).await.0, 10);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_response_body_is_visible_on_every_protocol() {
+    for proto in [Proto::H1, Proto::H2c, Proto::H3] {
+        broken_stream(proto).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_connections_and_requests_per_protocol() {
+    let server = Harness::start().await;
+    for proto in [Proto::H1, Proto::H2Tls, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        let resp = conn
+            .send(client::request("GET", "/pattern/10", client::empty()))
+            .await
+            .unwrap();
+        assert_eq!(resp.headers().contains_key("alt-svc"), proto != Proto::H1);
+        client::digest(resp.into_body()).await;
+    }
+    let m = server.metrics.clone();
+    eventually("requests finished", || {
+        [Protocol::Http1, Protocol::Http2, Protocol::Http3]
+            .iter()
+            .all(|p| {
+                let s = m.stats(*p);
+                s.requests_total == 1 && s.requests_active == 0 && s.connections_total == 1
+            })
+    })
+    .await;
+    let text = m.render_prometheus();
+    assert!(
+        text.contains("web_requests_total{protocol=\"http3\"} 1"),
+        "{text}"
+    );
+    server.stop().await;
+}
