@@ -69,16 +69,17 @@ pub enum AbortReason {
 }
 
 impl AbortReason {
-    /// The reason as a stable number (for wire formats and metrics).
+    /// The reason as a stable number. Codes 1-5 are HPKS's abort reasons
+    /// (`docs/hpks.md`), so a reason crosses the wire unchanged.
     pub fn code(self) -> u16 {
         match self {
             Self::ClientGone => 1,
             Self::WorkerGone => 2,
-            Self::WriterDropped => 3,
-            Self::Timeout => 4,
-            Self::TooLarge => 5,
-            Self::Shutdown => 6,
-            Self::Internal => 7,
+            Self::Timeout => 3,
+            Self::TooLarge => 4,
+            Self::Internal => 5,
+            Self::WriterDropped => 6,
+            Self::Shutdown => 7,
             Self::Other(code) => code,
         }
     }
@@ -88,11 +89,11 @@ impl AbortReason {
         match code {
             1 => Self::ClientGone,
             2 => Self::WorkerGone,
-            3 => Self::WriterDropped,
-            4 => Self::Timeout,
-            5 => Self::TooLarge,
-            6 => Self::Shutdown,
-            7 => Self::Internal,
+            3 => Self::Timeout,
+            4 => Self::TooLarge,
+            5 => Self::Internal,
+            6 => Self::WriterDropped,
+            7 => Self::Shutdown,
             other => Self::Other(other),
         }
     }

@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, info_span};
 
+use crate::metrics::Transport;
 use crate::UploadResponseService;
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::service::append_split;
@@ -61,11 +62,18 @@ impl UploadResponseService {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let transport = if req.extensions().get::<WsTransport>().is_some() {
+            Transport::WebSocket
+        } else {
+            Transport::of(req.version())
+        };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
-        self.handle_inner(req).instrument(span).await
+        let res = self.handle_inner(req, transport).instrument(span).await;
+        self.inner.metrics.request_done(transport, res.status().as_u16());
+        res
     }
 
-    async fn handle_inner<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    async fn handle_inner<B>(&self, req: Request<B>, transport: Transport) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -153,8 +161,8 @@ impl UploadResponseService {
             pump_body(
                 body,
                 req_writer,
-                config.slot_size(),
-                config.max_body_bytes,
+                self.clone(),
+                transport,
                 pump_tx,
             )
             .instrument(tracing::Span::current()),
@@ -163,6 +171,7 @@ impl UploadResponseService {
             service: self.clone(),
             entry: entry.clone(),
             pump: pump.abort_handle(),
+            transport,
         };
         self.offer(entry);
         flight.await_response(watcher, pump_rx, start).await
@@ -176,7 +185,12 @@ struct Flight {
     service: UploadResponseService,
     entry: Arc<Entry>,
     pump: AbortHandle,
+    transport: Transport,
 }
+
+/// Marks a request that arrived as a WebSocket upload (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WsTransport;
 
 impl Flight {
     async fn await_response(
@@ -232,6 +246,7 @@ impl Flight {
                 }
             }
         };
+        self.service.inner.metrics.responded_after(start.elapsed());
         let head = match http_pack::decode_frame(&head_slot.bytes, &Limits::default()) {
             Ok((Frame::ResponseHeaders { head, .. }, _)) => head,
             _ => return self.fail(StatusCode::BAD_GATEWAY, "worker response head is corrupt\n"),
@@ -254,10 +269,11 @@ impl Flight {
             |(mut watcher, flight)| async move {
                 let flight = flight?;
                 match watcher.next().await {
-                    Ok(slot) if slot.kind == SlotKind::Body => Some((
-                        Ok(http_body::Frame::data(slot.bytes)),
-                        (watcher, Some(flight)),
-                    )),
+                    Ok(slot) if slot.kind == SlotKind::Body => {
+                        let metrics = &flight.service.inner.metrics;
+                        metrics.bytes_out(flight.transport, slot.bytes.len() as u64);
+                        Some((Ok(http_body::Frame::data(slot.bytes)), (watcher, Some(flight))))
+                    }
                     // End: the flight guard drops here, releasing the streams.
                     Ok(_) => None,
                     Err(e) => Some((Err(BoxError::from(e)), (watcher, None))),
@@ -338,14 +354,15 @@ impl Drop for Flight {
 async fn pump_body<B>(
     body: B,
     mut writer: StreamWriter,
-    slot_size: usize,
-    max: u64,
+    service: UploadResponseService,
+    transport: Transport,
     done: oneshot::Sender<Pumped>,
 ) where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(body);
+    let (slot_size, max) = (service.config().slot_size(), service.config().max_body_bytes);
     let mut total = 0u64;
     let outcome = loop {
         // Convert the error at once: the body's own error type need not be `Send`.
@@ -363,6 +380,7 @@ async fn pump_body<B>(
                     continue;
                 }; // trailers: not stored
                 total += data.len() as u64;
+                service.inner.metrics.bytes_in(transport, data.len() as u64);
                 if total > max {
                     writer.abort(AbortReason::TooLarge);
                     break Pumped::TooLarge;

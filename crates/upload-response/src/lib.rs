@@ -48,15 +48,18 @@ mod entry;
 mod error;
 mod ingress;
 mod job;
+mod metrics;
 mod route;
 mod service;
+mod websocket;
 
 pub use config::UploadResponseConfig;
 pub use error::{CoordError, ServiceError, TailError};
 pub use ingress::{BoxError, ResponseBody};
 pub use job::{Job, RequestBody, ResponseWriter, Worker};
+pub use metrics::Transport;
 pub use route::{Route, WorkerId};
-pub use service::{TailSlot, UploadResponseService};
+pub use service::{StreamInfo, TailSlot, UploadResponseService};
 
 /// The request head and header types workers see, re-exported.
 pub use http_pack::{Header, HttpVersion, RequestHead, ResponseHead};

@@ -11,6 +11,7 @@ use http_pack::{Frame, Limits, RequestHead, ResponseHead};
 use crate::dispatch::{Dispatch, Waiter};
 use crate::entry::{Entry, lock};
 use crate::error::{CoordError, ServiceError, TailError};
+use crate::metrics::Metrics;
 use crate::{Job, Route, UploadResponseConfig, Worker, WorkerId};
 
 /// A request in flight, as `GET /v1/streams` lists it.
@@ -51,6 +52,7 @@ pub(crate) struct Inner {
     pub(crate) responses: ChunkCache,
     pub(crate) streams: Mutex<HashMap<u64, Arc<Entry>>>,
     pub(crate) dispatch: Mutex<Dispatch>,
+    pub(crate) metrics: Metrics,
 }
 
 /// Streams requests into a request cache for workers to tail, and their
@@ -76,6 +78,7 @@ impl UploadResponseService {
                 config,
                 streams: Mutex::new(HashMap::new()),
                 dispatch: Mutex::new(Dispatch::default()),
+                metrics: Metrics::new(),
             }),
         })
     }
@@ -93,6 +96,11 @@ impl UploadResponseService {
     /// The cache holding response streams.
     pub fn response_cache(&self) -> &ChunkCache {
         &self.inner.responses
+    }
+
+    /// The service's metrics in Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render(self.in_flight())
     }
 
     /// Requests the ingress is serving right now.
@@ -203,6 +211,9 @@ impl UploadResponseService {
             }
             let writer = slot.writer.take()?;
             slot.owner = Some(worker.clone());
+            if !slot.ever_claimed {
+                self.inner.metrics.claimed_after(entry.created.elapsed());
+            }
             slot.ever_claimed = true;
             writer
         };
@@ -321,6 +332,9 @@ impl UploadResponseService {
                 Some(owner) => return Ok(*owner == worker),
                 None => {
                     slot.owner = Some(worker);
+                    if !slot.ever_claimed {
+                        self.inner.metrics.claimed_after(entry.created.elapsed());
+                    }
                     slot.ever_claimed = true;
                 }
             }

@@ -1,0 +1,51 @@
+//! `upload-response-server`: see the library docs and `--help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use upload_response_server::{Cli, Settings, start};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("upload-response-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let settings = Settings::resolve(Cli::parse())?;
+    let running = start(settings).await?;
+    if let Some(addr) = running.http {
+        println!("http:       http://{addr}/  (HTTP/1.1, h2c, ws://)");
+    }
+    if let Some(addr) = running.https {
+        println!("https:      https://{addr}/  (h2, http/1.1, wss://; HTTP/3 on udp {addr})");
+    }
+    if let Some(cert) = &running.cert_path {
+        println!("tls cert:   {}  (curl --cacert {} https://localhost:{}/...)", cert.display(), cert.display(), running.https.map_or(0, |a| a.port()));
+    }
+    if let Some(addr) = running.worker_api {
+        println!("worker api: http://{addr}/  (metrics: http://{addr}/metrics)");
+    }
+    match &running.worker_token_path {
+        Some(path) => println!("worker token: {}  (stored in {})", running.worker_token, path.display()),
+        None => println!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
+    }
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        web_service::ctrl_c_or_sigterm().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        stop.cancel();
+    });
+    running.wait().await
+}
