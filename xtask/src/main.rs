@@ -58,7 +58,8 @@ fn run(mut cmd: Command) -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets"]).args(extra);
+    cmd.args(["test", "--workspace", "--all-targets"])
+        .args(extra);
     run(cmd)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
@@ -69,16 +70,9 @@ fn test(extra: &[String]) -> Result<(), String> {
 /// Exhaustive interleaving checks of the slot publication protocol.
 fn loom() -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "--release",
-        "-p",
-        "chunk-cache",
-        "--test",
-        "loom",
-    ])
-    .env("RUSTFLAGS", "--cfg chunk_cache_loom")
-    .env("CARGO_TARGET_DIR", root().join("target").join("loom"));
+    cmd.args(["test", "--release", "-p", "chunk-cache", "--test", "loom"])
+        .env("RUSTFLAGS", "--cfg chunk_cache_loom")
+        .env("CARGO_TARGET_DIR", root().join("target").join("loom"));
     run(cmd)
 }
 
@@ -92,7 +86,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     };
     for package in packages {
         let mut cmd = cargo();
-        cmd.args(["bench", "-p", package]).args(&args[1.min(args.len())..]);
+        cmd.args(["bench", "-p", package])
+            .args(&args[1.min(args.len())..]);
         run(cmd)?;
     }
     Ok(())

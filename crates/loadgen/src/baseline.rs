@@ -1,0 +1,143 @@
+//! Loopback TCP and TLS throughput: the ceiling a protocol's figure is divided by.
+//!
+//! Same chunking as the clients, same rustls configuration as the sinks, one
+//! connection, sender and receiver in this process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::clients::mib_per_sec;
+use crate::error::{Error, Result};
+use crate::source::{DEFAULT_CHUNK, Pattern};
+use crate::tls;
+
+/// Receive buffer of the draining side.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Bytes moved over one connection and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Bytes the receiver counted.
+    pub bytes: u64,
+    /// From the first write to the receiver seeing end of stream.
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    /// MiB/s.
+    pub fn mib_per_sec(&self) -> f64 {
+        mib_per_sec(self.bytes, self.elapsed)
+    }
+}
+
+/// Raw TCP over loopback.
+pub async fn tcp(bytes: u64) -> Result<Throughput> {
+    let listener = bind().await?;
+    let addr = local(&listener)?;
+    let receiver = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.map_err(Error::io("accept"))?;
+        drain(&mut stream).await
+    });
+    let mut stream = dial(addr).await?;
+    let started = Instant::now();
+    pump(&mut stream, bytes).await?;
+    finish(receiver, bytes, started).await
+}
+
+/// TLS over loopback with the sinks' rustls configuration (ring provider).
+pub async fn tls(bytes: u64) -> Result<Throughput> {
+    let cert = tls::self_signed()?;
+    let alpn = [tls::ALPN_HTTP11];
+    let server = tls::server_config_from_pem(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        &alpn,
+        "generated",
+    )?;
+    let client = tls::client_config_from_pem(cert.cert_pem.as_bytes(), &alpn, "generated")?;
+    let listener = bind().await?;
+    let addr = local(&listener)?;
+    let acceptor = TlsAcceptor::from(Arc::new(server));
+    let receiver = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.map_err(Error::io("accept"))?;
+        let mut stream = acceptor
+            .accept(tcp)
+            .await
+            .map_err(Error::io("TLS accept"))?;
+        drain(&mut stream).await
+    });
+    let tcp = dial(addr).await?;
+    let name = ServerName::from(addr.ip());
+    let mut stream = TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .map_err(Error::io("TLS connect"))?;
+    let started = Instant::now();
+    pump(&mut stream, bytes).await?;
+    finish(receiver, bytes, started).await
+}
+
+async fn bind() -> Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(Error::io("bind loopback"))
+}
+
+fn local(listener: &TcpListener) -> Result<SocketAddr> {
+    listener.local_addr().map_err(Error::io("local address"))
+}
+
+async fn dial(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(Error::io(format!("connect {addr}")))?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("set TCP_NODELAY"))?;
+    Ok(stream)
+}
+
+async fn pump<W: AsyncWrite + Unpin>(stream: &mut W, bytes: u64) -> Result<()> {
+    for chunk in Pattern::new(DEFAULT_CHUNK).chunks(bytes) {
+        stream.write_all(&chunk).await.map_err(Error::io("write"))?;
+    }
+    stream.shutdown().await.map_err(Error::io("shutdown"))
+}
+
+async fn drain<R: AsyncRead + Unpin>(stream: &mut R) -> Result<u64> {
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = stream.read(&mut buffer).await.map_err(Error::io("read"))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+async fn finish(
+    receiver: tokio::task::JoinHandle<Result<u64>>,
+    bytes: u64,
+    started: Instant,
+) -> Result<Throughput> {
+    let counted = receiver
+        .await
+        .map_err(|e| Error::Protocol(format!("receiver task: {e}")))??;
+    let elapsed = started.elapsed();
+    if counted != bytes {
+        return Err(Error::Protocol(format!(
+            "receiver counted {counted} of {bytes} bytes"
+        )));
+    }
+    Ok(Throughput {
+        bytes: counted,
+        elapsed,
+    })
+}
