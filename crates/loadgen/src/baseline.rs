@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::clients::mib_per_sec;
@@ -38,12 +39,7 @@ impl Throughput {
 
 /// Raw TCP over loopback.
 pub async fn tcp(bytes: u64) -> Result<Throughput> {
-    let listener = bind().await?;
-    let addr = local(&listener)?;
-    let receiver = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.map_err(Error::io("accept"))?;
-        drain(&mut stream).await
-    });
+    let (addr, receiver) = spawn_receiver(None)?;
     let mut stream = dial(addr).await?;
     let started = Instant::now();
     pump(&mut stream, bytes).await?;
@@ -61,17 +57,7 @@ pub async fn tls(bytes: u64) -> Result<Throughput> {
         "generated",
     )?;
     let client = tls::client_config_from_pem(cert.cert_pem.as_bytes(), &alpn, "generated")?;
-    let listener = bind().await?;
-    let addr = local(&listener)?;
-    let acceptor = TlsAcceptor::from(Arc::new(server));
-    let receiver = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.map_err(Error::io("accept"))?;
-        let mut stream = acceptor
-            .accept(tcp)
-            .await
-            .map_err(Error::io("TLS accept"))?;
-        drain(&mut stream).await
-    });
+    let (addr, receiver) = spawn_receiver(Some(TlsAcceptor::from(Arc::new(server))))?;
     let tcp = dial(addr).await?;
     let name = ServerName::from(addr.ip());
     let mut stream = TlsConnector::from(Arc::new(client))
@@ -83,14 +69,47 @@ pub async fn tls(bytes: u64) -> Result<Throughput> {
     finish(receiver, bytes, started).await
 }
 
-async fn bind() -> Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(Error::io("bind loopback"))
-}
-
-fn local(listener: &TcpListener) -> Result<SocketAddr> {
-    listener.local_addr().map_err(Error::io("local address"))
+/// Starts the receiving side on a thread and runtime of its own.
+///
+/// On a shared multi-thread runtime tokio may run sender and receiver on the
+/// same worker, serialising encryption and decryption on one core; the sinks
+/// always get a process (and so a core) of their own, so must the baseline.
+fn spawn_receiver(
+    tls: Option<TlsAcceptor>,
+) -> Result<(SocketAddr, oneshot::Receiver<Result<u64>>)> {
+    let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(Error::io("bind loopback"))?;
+    let addr = listener.local_addr().map_err(Error::io("local address"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("set non-blocking"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(Error::io("receiver runtime"))?;
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("baseline-receiver".into())
+        .spawn(move || {
+            let counted = runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).map_err(Error::io("listener"))?;
+                let (tcp, _) = listener.accept().await.map_err(Error::io("accept"))?;
+                match tls {
+                    None => drain(tcp).await,
+                    Some(acceptor) => {
+                        let stream = acceptor
+                            .accept(tcp)
+                            .await
+                            .map_err(Error::io("TLS accept"))?;
+                        drain(stream).await
+                    }
+                }
+            });
+            // The sender may have given up already; nobody is left to tell.
+            let _ = tx.send(counted);
+        })
+        .map_err(Error::io("spawn receiver thread"))?;
+    Ok((addr, rx))
 }
 
 async fn dial(addr: SocketAddr) -> Result<TcpStream> {
@@ -110,7 +129,7 @@ async fn pump<W: AsyncWrite + Unpin>(stream: &mut W, bytes: u64) -> Result<()> {
     stream.shutdown().await.map_err(Error::io("shutdown"))
 }
 
-async fn drain<R: AsyncRead + Unpin>(stream: &mut R) -> Result<u64> {
+async fn drain<R: AsyncRead + Unpin>(mut stream: R) -> Result<u64> {
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut total = 0u64;
     loop {
@@ -123,13 +142,13 @@ async fn drain<R: AsyncRead + Unpin>(stream: &mut R) -> Result<u64> {
 }
 
 async fn finish(
-    receiver: tokio::task::JoinHandle<Result<u64>>,
+    receiver: oneshot::Receiver<Result<u64>>,
     bytes: u64,
     started: Instant,
 ) -> Result<Throughput> {
     let counted = receiver
         .await
-        .map_err(|e| Error::Protocol(format!("receiver task: {e}")))??;
+        .map_err(|_| Error::Protocol("receiver thread died".into()))??;
     let elapsed = started.elapsed();
     if counted != bytes {
         return Err(Error::Protocol(format!(
