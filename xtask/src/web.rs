@@ -146,11 +146,16 @@ impl SinkProcess {
         Ok(sink)
     }
 
-    fn url(&self, proto: &str) -> String {
-        match proto {
+    /// `loadgen COMMAND` arguments aiming `proto` at this sink over TLS.
+    fn args(&self, command: &str, proto: &str) -> Vec<String> {
+        let url = match proto {
             "ws" => format!("wss://127.0.0.1:{}/ws", self.https_port),
             _ => format!("https://127.0.0.1:{}/discard", self.https_port),
-        }
+        };
+        let ca = self.ca.display().to_string();
+        [command, "--proto", proto, "--url", &url, "--ca", &ca]
+            .map(String::from)
+            .to_vec()
     }
 }
 
@@ -305,20 +310,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     for (proto, _) in SEED {
         let mut cells = Vec::new();
         for sink in &sinks {
-            let args = [
-                "upload",
-                "--proto",
-                proto,
-                "--url",
-                &sink.url(proto),
-                "--ca",
-                &sink.ca.display().to_string(),
-                "--bytes",
-                &bytes,
-                "--repeat",
-                &options.repeat.to_string(),
-            ]
-            .map(String::from);
+            let mut args = sink.args("upload", proto);
+            args.extend(
+                ["--bytes", &bytes, "--repeat", &options.repeat.to_string()].map(String::from),
+            );
             let outcome = loadgen(&loadgen_bin, &args).and_then(|json| {
                 field(&json, "best_mib_s").ok_or_else(|| format!("unreadable upload line {json}"))
             });
@@ -341,22 +336,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             options.requests
         };
         for sink in &sinks {
-            let args = [
-                "rate",
-                "--proto",
-                proto,
-                "--url",
-                &sink.url(proto),
-                "--ca",
-                &sink.ca.display().to_string(),
-                "--conns",
-                &options.conns.to_string(),
-                "--requests",
-                &requests.to_string(),
-                "--seconds",
-                "60",
-            ]
-            .map(String::from);
+            let mut args = sink.args("rate", proto);
+            let (conns, count) = (options.conns.to_string(), requests.to_string());
+            args.extend(
+                ["--conns", &conns, "--requests", &count, "--seconds", "60"].map(String::from),
+            );
             let outcome = loadgen(&loadgen_bin, &args);
             rates.push(RateRow {
                 sink: sink.name,

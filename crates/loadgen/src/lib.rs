@@ -10,7 +10,7 @@
 //! * [`sink`]: bare servers implementing the sink contract (`/discard`, `/echo`,
 //!   `/ws`) that the project's `bench_sink` example implements too, so one
 //!   client measures both;
-//! * [`baseline`]: raw loopback TCP and TLS throughput, the ceiling a report
+//! * [`tcp_baseline`]: raw loopback TCP and TLS throughput, the ceiling a report
 //!   divides by;
 //! * [`rate`]: small-request rate with p50/p99 latency at C connections.
 //!
@@ -41,7 +41,6 @@
 //! # }
 //! ```
 
-pub mod baseline;
 pub mod clients;
 mod error;
 pub mod net;
@@ -50,6 +49,7 @@ pub mod report;
 pub mod sink;
 pub mod source;
 pub mod target;
+pub mod tcp_baseline;
 pub mod tls;
 
 pub use error::{Error, Result};

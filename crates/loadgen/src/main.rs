@@ -11,7 +11,7 @@ use loadgen::clients::{Client, UploadOptions};
 use loadgen::rate::{self, RateOptions};
 use loadgen::report::JsonLine;
 use loadgen::sink::{Sink, SinkOptions};
-use loadgen::{Error, Proto, Result, baseline};
+use loadgen::{Error, Proto, Result, tcp_baseline};
 use tokio::io::AsyncReadExt;
 
 #[derive(Parser)]
@@ -265,13 +265,13 @@ async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
 }
 
 async fn tcp_baseline(bytes: u64) -> Result<()> {
-    let tcp = baseline::tcp(bytes).await?;
+    let tcp = tcp_baseline::tcp(bytes).await?;
     println!(
         "tcp loopback: {bytes} bytes in {:.3} s = {:.1} MiB/s",
         tcp.elapsed.as_secs_f64(),
         tcp.mib_per_sec()
     );
-    let tls = baseline::tls(bytes).await?;
+    let tls = tcp_baseline::tls(bytes).await?;
     println!(
         "tls loopback: {bytes} bytes in {:.3} s = {:.1} MiB/s",
         tls.elapsed.as_secs_f64(),

@@ -4,7 +4,7 @@ use loadgen::clients::{Client, UploadOptions};
 use loadgen::rate::{self, RateOptions};
 use loadgen::sink::{Sink, SinkOptions};
 use loadgen::source::Pattern;
-use loadgen::{Proto, baseline};
+use loadgen::{Proto, tcp_baseline};
 use sha2::{Digest, Sha256};
 
 const UPLOAD: u64 = 8 << 20;
@@ -37,6 +37,15 @@ impl Fixture {
     fn client(&self, proto: Proto, tls: bool, path: &str) -> Client {
         let url = self.url(proto, tls, path);
         Client::new(proto, &url, Some(&self.sink.cert().cert)).unwrap()
+    }
+}
+
+/// The path of the counting endpoint for `proto`.
+fn sink_path(proto: Proto) -> &'static str {
+    if proto == Proto::Ws {
+        "/ws"
+    } else {
+        "/discard"
     }
 }
 
@@ -121,11 +130,7 @@ async fn one_connection_carries_several_uploads() {
         ..UploadOptions::default()
     };
     for proto in Proto::ALL {
-        let path = if proto == Proto::Ws {
-            "/ws"
-        } else {
-            "/discard"
-        };
+        let path = sink_path(proto);
         let mut conn = fx.client(proto, true, path).connect().await.unwrap();
         for _ in 0..3 {
             conn.upload(&options)
@@ -143,11 +148,7 @@ async fn one_connection_carries_several_uploads() {
 async fn rate_driver_counts_every_request() {
     let fx = Fixture::start().await;
     for proto in Proto::ALL {
-        let path = if proto == Proto::Ws {
-            "/ws"
-        } else {
-            "/discard"
-        };
+        let path = sink_path(proto);
         let client = fx.client(proto, true, path);
         let options = RateOptions {
             conns: 8,
@@ -168,6 +169,21 @@ async fn rate_driver_counts_every_request() {
         );
         assert!(report.per_sec() > 0.0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_driver_stops_at_its_time_limit() {
+    let fx = Fixture::start().await;
+    let client = fx.client(Proto::H1, false, "/discard");
+    let options = RateOptions {
+        conns: 2,
+        requests: u64::MAX,
+        duration: Some(std::time::Duration::from_millis(200)),
+        body_bytes: 0,
+    };
+    let report = rate::run(&client, &options).await.unwrap();
+    assert!(report.ok > 0, "{:?}", report.first_error);
+    assert_eq!(report.errors, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,15 +222,7 @@ async fn bad_input_is_an_error_not_a_panic() {
     let other = tempfile::tempdir().unwrap();
     let stranger = loadgen::tls::ensure_self_signed(other.path()).unwrap();
     for proto in [Proto::H2, Proto::H3, Proto::Ws] {
-        let url = fx.url(
-            proto,
-            true,
-            if proto == Proto::Ws {
-                "/ws"
-            } else {
-                "/discard"
-            },
-        );
+        let url = fx.url(proto, true, sink_path(proto));
         let client = Client::new(proto, &url, Some(&stranger.cert)).unwrap();
         assert!(
             client.upload(&options).await.is_err(),
@@ -229,7 +237,10 @@ async fn bad_input_is_an_error_not_a_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_baselines_move_every_byte() {
-    for measured in [baseline::tcp(UPLOAD).await, baseline::tls(UPLOAD).await] {
+    for measured in [
+        tcp_baseline::tcp(UPLOAD).await,
+        tcp_baseline::tls(UPLOAD).await,
+    ] {
         let measured = measured.unwrap();
         assert_eq!(measured.bytes, UPLOAD);
         assert!(measured.mib_per_sec() > 0.0);

@@ -149,15 +149,5 @@ async fn finish(
             collector.push(&data);
         }
     }
-    let elapsed = started.elapsed();
-    let (received, body) = collector.finish();
-    Ok(UploadResult {
-        proto,
-        sent: options.bytes,
-        elapsed,
-        status,
-        received,
-        body,
-        close_code: None,
-    })
+    Ok(collector.finish(proto, options, started, status, None))
 }

@@ -11,7 +11,7 @@ mod ws;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -235,7 +235,7 @@ impl Connection {
                 let (stream, reconnected) = match session.take() {
                     Some(stream) => (stream, None),
                     None => {
-                        let started = std::time::Instant::now();
+                        let started = Instant::now();
                         let stream = ws::connect(&client.target, client.tls.as_ref()).await?;
                         (stream, Some(started))
                     }
@@ -283,7 +283,24 @@ impl Collector {
         self.kept.extend_from_slice(&data[..room.min(data.len())]);
     }
 
-    pub(crate) fn finish(self) -> (u64, Bytes) {
-        (self.total, self.kept.freeze())
+    /// The result of an upload of `options.bytes` started at `started`, whose
+    /// response is complete now.
+    pub(crate) fn finish(
+        self,
+        proto: Proto,
+        options: &UploadOptions,
+        started: Instant,
+        status: u16,
+        close_code: Option<u16>,
+    ) -> UploadResult {
+        UploadResult {
+            proto,
+            sent: options.bytes,
+            elapsed: started.elapsed(),
+            status,
+            received: self.total,
+            body: self.kept.freeze(),
+            close_code,
+        }
     }
 }

@@ -103,17 +103,7 @@ impl H3Connection {
             Ok::<_, Error>((response.status().as_u16(), collector))
         };
         let ((), (status, collector)) = tokio::try_join!(sending, receiving)?;
-        let elapsed = started.elapsed();
-        let (received, body) = collector.finish();
-        Ok(UploadResult {
-            proto: Proto::H3,
-            sent: options.bytes,
-            elapsed,
-            status,
-            received,
-            body,
-            close_code: None,
-        })
+        Ok(collector.finish(Proto::H3, options, started, status, None))
     }
 }
 

@@ -66,23 +66,14 @@ pub async fn upload(
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
-    let elapsed = started.elapsed();
-    // Answer the server's Close so it sees a clean end; the server has already
-    // reported everything we measure, so a failure here changes nothing.
-    let _ = stream.close(None).await;
     let Some(close_code) = close_code else {
         return Err(Error::Protocol(
             "WebSocket ended without a Close frame".into(),
         ));
     };
-    let (received, body) = collector.finish();
-    Ok(UploadResult {
-        proto: Proto::Ws,
-        sent: options.bytes,
-        elapsed,
-        status: 101,
-        received,
-        body,
-        close_code: Some(close_code),
-    })
+    let result = collector.finish(Proto::Ws, options, started, 101, Some(close_code));
+    // Answer the server's Close so it sees a clean end; the server has already
+    // reported everything we measure, so a failure here changes nothing.
+    let _ = stream.close(None).await;
+    Ok(result)
 }
