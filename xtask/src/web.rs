@@ -132,7 +132,7 @@ impl SinkProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).map_err(|_| {
                 format!(
-                    "{name} printed no READY line within {READY_TIMEOUT:?} (see {})",
+                    "{name} exited or printed no READY line within {READY_TIMEOUT:?} (see {})",
                     log.display()
                 )
             })?;
