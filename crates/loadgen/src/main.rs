@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use loadgen::clients::{Client, UploadOptions};
+use loadgen::clients::{Client, UploadOptions, mib_per_sec};
 use loadgen::rate::{self, RateOptions};
 use loadgen::report::JsonLine;
 use loadgen::sink::{Sink, SinkOptions};
@@ -52,6 +52,9 @@ enum Command {
         /// Size of one body frame or WebSocket message.
         #[arg(long, value_parser = parse_size, default_value = "256K")]
         chunk: u64,
+        /// Concurrent uploads of --bytes each on one connection (h2, h3 only).
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
     },
     /// Small requests at C connections; report rate and p50/p99 latency.
     Rate {
@@ -120,7 +123,16 @@ async fn run(command: Command) -> Result<()> {
             bytes,
             repeat,
             chunk,
-        } => upload(target, bytes, repeat, chunk).await,
+            streams,
+        } => {
+            let plan = UploadPlan {
+                bytes,
+                repeat,
+                chunk,
+                streams,
+            };
+            upload(target, plan).await
+        }
         Command::Rate {
             target,
             conns,
@@ -170,9 +182,25 @@ async fn stdin_closed() {
     }
 }
 
-async fn upload(target: TargetArgs, bytes: u64, repeat: u32, chunk: u64) -> Result<()> {
-    if repeat == 0 {
-        return Err(Error::Argument("--repeat must be at least 1".into()));
+/// What `loadgen upload` was asked to do.
+struct UploadPlan {
+    bytes: u64,
+    repeat: u32,
+    chunk: u64,
+    streams: usize,
+}
+
+async fn upload(target: TargetArgs, plan: UploadPlan) -> Result<()> {
+    let UploadPlan {
+        bytes,
+        repeat,
+        chunk,
+        streams,
+    } = plan;
+    if repeat == 0 || streams == 0 {
+        return Err(Error::Argument(
+            "--repeat and --streams must be at least 1".into(),
+        ));
     }
     let chunk = usize::try_from(chunk)
         .ok()
@@ -187,18 +215,31 @@ async fn upload(target: TargetArgs, bytes: u64, repeat: u32, chunk: u64) -> Resu
     let mut rates = Vec::with_capacity(repeat as usize);
     let mut last = None;
     for run in 1..=repeat {
-        let result = client.upload(&options).await?;
-        result.expect_counted()?;
+        let mut conn = client.connect().await?;
+        let started = Instant::now();
+        let results = if streams == 1 {
+            vec![conn.upload(&options).await?]
+        } else {
+            conn.upload_concurrent(streams, &options).await?
+        };
+        let elapsed = started.elapsed();
+        let mut sent = 0;
+        for result in &results {
+            result.expect_counted()?;
+            sent += result.sent;
+        }
+        let rate = mib_per_sec(sent, elapsed);
+        let said: Vec<String> = results
+            .iter()
+            .map(|r| r.body_text().trim().to_string())
+            .collect();
         println!(
-            "{} run {run}/{repeat}: {} bytes in {:.3} s = {:.1} MiB/s (sink said {:?})",
+            "{} run {run}/{repeat}: {sent} bytes in {streams} stream(s) in {:.3} s = {rate:.1} MiB/s (sink said {said:?})",
             target.proto,
-            result.sent,
-            result.elapsed.as_secs_f64(),
-            result.mib_per_sec(),
-            result.body_text().trim()
+            elapsed.as_secs_f64(),
         );
-        rates.push(result.mib_per_sec());
-        last = Some(result);
+        rates.push(rate);
+        last = results.into_iter().last();
     }
     let mut sorted = rates.clone();
     sorted.sort_by(f64::total_cmp);
@@ -216,6 +257,7 @@ async fn upload(target: TargetArgs, bytes: u64, repeat: u32, chunk: u64) -> Resu
         .text("proto", target.proto.name())
         .text("url", &target.url)
         .int("bytes", bytes)
+        .int("streams", streams as u64)
         .int("runs", u64::from(repeat))
         .num("mib_s", median)
         .num("best_mib_s", best)

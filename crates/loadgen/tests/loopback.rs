@@ -123,6 +123,50 @@ async fn echo_returns_the_same_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_uploads_exceed_every_window_in_both_directions() {
+    // 20 MiB per stream is more than the 16 MiB stream window, and two
+    // streams more than the 32 MiB connection window.
+    let bytes: u64 = 20 << 20;
+    let fx = Fixture::start().await;
+    let expected = sha256_of_pattern(bytes, UploadOptions::default().chunk);
+    for (proto, tls) in [(Proto::H2, true), (Proto::H2, false), (Proto::H3, true)] {
+        let counted = UploadOptions {
+            bytes,
+            ..UploadOptions::default()
+        };
+        let mut conn = fx.client(proto, tls, "/discard").connect().await.unwrap();
+        let results = conn.upload_concurrent(2, &counted).await.unwrap();
+        assert_eq!(results.len(), 2);
+        for result in &results {
+            result.expect_counted().unwrap();
+        }
+        let echoed = UploadOptions {
+            keep_body: bytes as usize,
+            ..counted
+        };
+        let mut conn = fx.client(proto, tls, "/echo").connect().await.unwrap();
+        for result in conn.upload_concurrent(2, &echoed).await.unwrap() {
+            assert_eq!(result.received, bytes, "{proto} tls={tls}");
+            assert_eq!(
+                Sha256::digest(&result.body).to_vec(),
+                expected,
+                "{proto} tls={tls}"
+            );
+        }
+    }
+    let mut h1 = fx
+        .client(Proto::H1, true, "/discard")
+        .connect()
+        .await
+        .unwrap();
+    assert!(
+        h1.upload_concurrent(2, &UploadOptions::default())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_carries_several_uploads() {
     let fx = Fixture::start().await;
     let options = UploadOptions {

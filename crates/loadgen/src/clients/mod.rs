@@ -230,7 +230,9 @@ impl Connection {
                 http::upload_h1(send, &client.target, &pattern, options, chunked).await
             }
             Inner::H2(send) => http::upload_h2(send, &client.target, &pattern, options).await,
-            Inner::H3(conn) => conn.upload(&client.target, &pattern, options).await,
+            Inner::H3(conn) => {
+                quic::upload(&mut conn.sender(), &client.target, &pattern, options).await
+            }
             Inner::Ws(session) => {
                 let (stream, reconnected) = match session.take() {
                     Some(stream) => (stream, None),
@@ -246,6 +248,37 @@ impl Connection {
                 }
                 Ok(result)
             }
+        }
+    }
+
+    /// Runs `streams` uploads at once on this one connection and returns them
+    /// in order; HTTP/2 and HTTP/3 only, the protocols that multiplex.
+    pub async fn upload_concurrent(
+        &mut self,
+        streams: usize,
+        options: &UploadOptions,
+    ) -> Result<Vec<UploadResult>> {
+        let pattern = Pattern::new(options.chunk);
+        let target = &self.client.target;
+        match &self.inner {
+            Inner::H2(send) => {
+                let uploads = (0..streams).map(|_| {
+                    let (mut send, pattern) = (send.clone(), &pattern);
+                    async move { http::upload_h2(&mut send, target, pattern, options).await }
+                });
+                futures_util::future::try_join_all(uploads).await
+            }
+            Inner::H3(conn) => {
+                let uploads = (0..streams).map(|_| {
+                    let (mut send, pattern) = (conn.sender(), &pattern);
+                    async move { quic::upload(&mut send, target, pattern, options).await }
+                });
+                futures_util::future::try_join_all(uploads).await
+            }
+            Inner::H1(_) | Inner::Ws(_) => Err(Error::Argument(format!(
+                "{} carries one request at a time per connection",
+                self.client.proto
+            ))),
         }
     }
 

@@ -30,7 +30,7 @@ pub struct H3Connection {
     // Kept so the socket lives as long as the connection.
     _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    send: Sender,
     driver: JoinHandle<()>,
 }
 
@@ -66,45 +66,54 @@ pub async fn connect(target: &Target, config: quinn::ClientConfig) -> Result<H3C
 }
 
 impl H3Connection {
-    /// One POST on a new request stream; body sent while the response is read.
-    pub async fn upload(
-        &mut self,
-        target: &Target,
-        pattern: &Pattern,
-        options: &UploadOptions,
-    ) -> Result<UploadResult> {
-        let request = http::Request::post(target.absolute())
-            .header(http::header::CONTENT_LENGTH, options.bytes)
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(())?;
-        let started = Instant::now();
-        let stream = self.send.send_request(request).await?;
-        let (mut tx, mut rx) = stream.split();
-        let chunks = pattern.chunks(options.bytes);
-        let sending = async move {
-            for chunk in chunks {
-                tx.send_data(chunk).await?;
-            }
-            tx.finish().await?;
-            Ok::<_, Error>(())
-        };
-        let keep = options.keep_body;
-        let receiving = async move {
-            let response = rx.recv_response().await?;
-            let mut collector = Collector::new(keep);
-            while let Some(mut data) = rx.recv_data().await? {
-                while data.has_remaining() {
-                    let chunk = data.chunk();
-                    let len = chunk.len();
-                    collector.push(chunk);
-                    data.advance(len);
-                }
-            }
-            Ok::<_, Error>((response.status().as_u16(), collector))
-        };
-        let ((), (status, collector)) = tokio::try_join!(sending, receiving)?;
-        Ok(collector.finish(Proto::H3, options, started, status, None))
+    /// A handle that opens request streams on this connection; clones run
+    /// requests concurrently.
+    pub fn sender(&self) -> Sender {
+        self.send.clone()
     }
+}
+
+/// Opens HTTP/3 request streams on one connection.
+pub type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// One POST on a new request stream; body sent while the response is read.
+pub async fn upload(
+    send: &mut Sender,
+    target: &Target,
+    pattern: &Pattern,
+    options: &UploadOptions,
+) -> Result<UploadResult> {
+    let request = http::Request::post(target.absolute())
+        .header(http::header::CONTENT_LENGTH, options.bytes)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(())?;
+    let started = Instant::now();
+    let stream = send.send_request(request).await?;
+    let (mut tx, mut rx) = stream.split();
+    let chunks = pattern.chunks(options.bytes);
+    let sending = async move {
+        for chunk in chunks {
+            tx.send_data(chunk).await?;
+        }
+        tx.finish().await?;
+        Ok::<_, Error>(())
+    };
+    let keep = options.keep_body;
+    let receiving = async move {
+        let response = rx.recv_response().await?;
+        let mut collector = Collector::new(keep);
+        while let Some(mut data) = rx.recv_data().await? {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                let len = chunk.len();
+                collector.push(chunk);
+                data.advance(len);
+            }
+        }
+        Ok::<_, Error>((response.status().as_u16(), collector))
+    };
+    let ((), (status, collector)) = tokio::try_join!(sending, receiving)?;
+    Ok(collector.finish(Proto::H3, options, started, status, None))
 }
 
 impl Drop for H3Connection {
