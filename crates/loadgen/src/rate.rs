@@ -27,6 +27,18 @@ pub struct RateOptions {
     pub body_bytes: u64,
 }
 
+impl Default for RateOptions {
+    /// 100 connections, 10,000 requests of 64 bytes, no time limit.
+    fn default() -> Self {
+        Self {
+            conns: 100,
+            requests: 10_000,
+            duration: None,
+            body_bytes: 64,
+        }
+    }
+}
+
 /// Outcome of a rate run.
 #[derive(Debug, Clone)]
 pub struct RateReport {

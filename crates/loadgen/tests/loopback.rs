@@ -197,8 +197,7 @@ async fn rate_driver_counts_every_request() {
         let options = RateOptions {
             conns: 8,
             requests: 300,
-            duration: None,
-            body_bytes: 64,
+            ..RateOptions::default()
         };
         let report = rate::run(&client, &options).await.unwrap();
         assert_eq!(
@@ -223,7 +222,7 @@ async fn rate_driver_stops_at_its_time_limit() {
         conns: 2,
         requests: u64::MAX,
         duration: Some(std::time::Duration::from_millis(200)),
-        body_bytes: 0,
+        ..RateOptions::default()
     };
     let report = rate::run(&client, &options).await.unwrap();
     assert!(report.ok > 0, "{:?}", report.first_error);
@@ -237,8 +236,7 @@ async fn rate_failures_are_counted_not_hidden() {
     let options = RateOptions {
         conns: 2,
         requests: 20,
-        duration: None,
-        body_bytes: 1,
+        ..RateOptions::default()
     };
     let report = rate::run(&client, &options).await.unwrap();
     assert_eq!((report.ok, report.errors), (0, 20));
