@@ -37,15 +37,11 @@ impl JsonLine {
     /// Adds a number field (`null` when not finite), three decimals.
     pub fn num(mut self, key: &str, value: f64) -> Self {
         self.key(key);
-        if value.is_finite() {
-            let _ = write!(self.out, "{value:.3}");
-        } else {
-            self.out.push_str("null");
-        }
+        push_number(&mut self.out, value);
         self
     }
 
-    /// Adds an array of numbers.
+    /// Adds an array of numbers, written as [`JsonLine::num`] writes one.
     pub fn nums(mut self, key: &str, values: &[f64]) -> Self {
         self.key(key);
         self.out.push('[');
@@ -53,7 +49,7 @@ impl JsonLine {
             if i > 0 {
                 self.out.push(',');
             }
-            let _ = write!(self.out, "{value:.3}");
+            push_number(&mut self.out, *value);
         }
         self.out.push(']');
         self
@@ -66,6 +62,14 @@ impl JsonLine {
         }
         self.out.push('}');
         self.out
+    }
+}
+
+fn push_number(out: &mut String, value: f64) {
+    if value.is_finite() {
+        let _ = write!(out, "{value:.3}");
+    } else {
+        out.push_str("null");
     }
 }
 
@@ -97,11 +101,11 @@ mod tests {
             .text("body", "7\n\"x\"\u{1}")
             .int("n", 3)
             .num("r", f64::NAN)
-            .nums("v", &[1.0, 2.5])
+            .nums("v", &[1.0, f64::INFINITY, 2.5])
             .finish();
         assert_eq!(
             line,
-            r#"{"body":"7\n\"x\"\u0001","n":3,"r":null,"v":[1.000,2.500]}"#
+            r#"{"body":"7\n\"x\"\u0001","n":3,"r":null,"v":[1.000,null,2.500]}"#
         );
         assert_eq!(JsonLine::new().finish(), "{}");
     }
