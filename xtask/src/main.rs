@@ -4,9 +4,14 @@
 //!   loom model checks of `chunk-cache` (built with `--cfg chunk_cache_loom` in a
 //!   target directory of their own so they never invalidate the normal build).
 //! * `cargo xtask bench [cache|hpks|all]`: the criterion benches, in release.
+//! * `cargo xtask bench web [--quick]`: end-to-end upload throughput and
+//!   request rate of the project's `bench_sink` against loadgen's bare sink
+//!   (see `web.rs`), written to `target/bench/web.md`.
 //!
 //! Hand-written on `std::process` only: it must build in seconds on a fresh
 //! machine before anything else is compiled.
+
+mod web;
 
 use std::env;
 use std::path::PathBuf;
@@ -20,6 +25,9 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: cargo xtask test [extra cargo test args]");
             eprintln!("       cargo xtask bench [cache|hpks|all]");
+            eprintln!(
+                "       cargo xtask bench web [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -78,11 +86,18 @@ fn loom() -> Result<(), String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     let which = args.first().map(String::as_str).unwrap_or("all");
+    if which == "web" {
+        return web::bench(&args[1..]);
+    }
     let packages: &[&str] = match which {
         "cache" => &["chunk-cache"],
         "hpks" => &["http-pack"],
         "all" => &["chunk-cache", "http-pack"],
-        other => return Err(format!("unknown bench {other:?}: use cache, hpks or all")),
+        other => {
+            return Err(format!(
+                "unknown bench {other:?}: use cache, hpks, all or web"
+            ));
+        }
     };
     for package in packages {
         let mut cmd = cargo();

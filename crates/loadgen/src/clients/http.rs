@@ -1,0 +1,153 @@
+//! HTTP/1.1 and HTTP/2 clients on hyper's connection-level API.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ClientConfig;
+
+use super::{Collector, UploadOptions, UploadResult};
+use crate::error::{Error, Result};
+use crate::net::{self, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, MaybeTls};
+use crate::source::{Chunks, Pattern};
+use crate::target::{Proto, Target};
+use crate::tls::ALPN_H2;
+
+/// A request body streamed from a [`Pattern`] without copying.
+pub struct PatternBody {
+    chunks: Chunks,
+    /// Whether to announce the length (`Content-Length`) or leave it open (chunked).
+    exact: bool,
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().chunks.next().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.exact {
+            SizeHint::with_exact(self.chunks.remaining())
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+/// Opens an HTTP/1.1 connection; its driver runs on a task of its own.
+pub async fn connect_h1(
+    target: &Target,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<http1::SendRequest<PatternBody>> {
+    let io = net::connect(target, tls).await?;
+    let (send, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    // Connection errors also fail the request in flight, which reports them.
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// Opens an HTTP/2 connection (ALPN `h2` over TLS, prior knowledge in cleartext).
+pub async fn connect_h2(
+    target: &Target,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<http2::SendRequest<PatternBody>> {
+    let io = net::connect(target, tls).await?;
+    if matches!(io, MaybeTls::Tls(_)) && io.alpn() != Some(ALPN_H2) {
+        return Err(Error::Protocol(format!(
+            "{} did not agree to HTTP/2 via ALPN",
+            target.authority
+        )));
+    }
+    let (send, conn) = http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_send_buf_size(H2_MAX_FRAME as usize)
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// One POST over HTTP/1.1, with `Content-Length` or chunked encoding.
+pub async fn upload_h1(
+    send: &mut http1::SendRequest<PatternBody>,
+    target: &Target,
+    pattern: &Pattern,
+    options: &UploadOptions,
+    chunked: bool,
+) -> Result<UploadResult> {
+    let builder = Request::post(target.path.as_str()).header(http::header::HOST, &target.authority);
+    let builder = if chunked {
+        builder.header(http::header::TRANSFER_ENCODING, "chunked")
+    } else {
+        builder.header(http::header::CONTENT_LENGTH, options.bytes)
+    };
+    let body = PatternBody {
+        chunks: pattern.chunks(options.bytes),
+        exact: !chunked,
+    };
+    let request = builder
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(body)?;
+    send.ready().await?;
+    let started = Instant::now();
+    let response = send.send_request(request).await?;
+    let proto = if chunked { Proto::H1Chunked } else { Proto::H1 };
+    finish(proto, response, options, started).await
+}
+
+/// One POST over HTTP/2 on a new stream of the connection.
+pub async fn upload_h2(
+    send: &mut http2::SendRequest<PatternBody>,
+    target: &Target,
+    pattern: &Pattern,
+    options: &UploadOptions,
+) -> Result<UploadResult> {
+    let request = Request::post(target.absolute())
+        .header(http::header::CONTENT_LENGTH, options.bytes)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(PatternBody {
+            chunks: pattern.chunks(options.bytes),
+            exact: true,
+        })?;
+    send.ready().await?;
+    let started = Instant::now();
+    let response = send.send_request(request).await?;
+    finish(Proto::H2, response, options, started).await
+}
+
+async fn finish(
+    proto: Proto,
+    response: Response<Incoming>,
+    options: &UploadOptions,
+    started: Instant,
+) -> Result<UploadResult> {
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut collector = Collector::new(options.keep_body);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            collector.push(&data);
+        }
+    }
+    Ok(collector.finish(proto, options, started, status, None))
+}

@@ -1,0 +1,368 @@
+//! `loadgen`: bare sink, uploads, request rate and loopback baselines from the
+//! command line. Human lines first, then one JSON line for harnesses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use loadgen::clients::{Client, UploadOptions, mib_per_sec};
+use loadgen::rate::{self, RateOptions};
+use loadgen::report::JsonLine;
+use loadgen::sink::{Sink, SinkOptions};
+use loadgen::{Error, Proto, Result, tcp_baseline};
+use tokio::io::AsyncReadExt;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator and bare reference sinks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bare sink until SIGINT, SIGTERM or end of standard input.
+    Sink {
+        /// Directory for cert.pem / key.pem (generated when missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Cleartext HTTP/1.1 + h2c + ws:// listener.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http: SocketAddr,
+        /// TLS listener (TCP) and QUIC (UDP, same port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        https: SocketAddr,
+    },
+    /// Upload a generated body and report throughput.
+    Upload {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Body size: bytes, or with a K, M or G suffix (powers of 1024).
+        #[arg(long, value_parser = parse_size)]
+        bytes: u64,
+        /// Uploads to run, each on a new connection.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Size of one body frame or WebSocket message.
+        #[arg(long, value_parser = parse_size, default_value = "256K")]
+        chunk: u64,
+        /// Concurrent uploads of --bytes each on one connection (h2, h3 only).
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+    },
+    /// Small requests at C connections; report rate and p50/p99 latency.
+    Rate {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 100)]
+        conns: usize,
+        /// Total requests.
+        #[arg(long)]
+        requests: u64,
+        /// Stop after this many seconds even if requests remain.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Body bytes per request.
+        #[arg(long, value_parser = parse_size, default_value = "64")]
+        body_bytes: u64,
+    },
+    /// Loopback TCP and TLS throughput, one connection each.
+    TcpBaseline {
+        /// Bytes per connection (K, M, G suffixes allowed).
+        #[arg(long, value_parser = parse_size)]
+        bytes: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// h1, h1-chunked, h2, h3 or ws.
+    #[arg(long)]
+    proto: Proto,
+    /// http(s):// or ws(s):// URL; the scheme picks TLS or cleartext.
+    #[arg(long)]
+    url: String,
+    /// PEM file of the CA to trust (required for TLS URLs).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Sink { dir, http, https } => sink(SinkOptions { dir, http, https }).await,
+        Command::Upload {
+            target,
+            bytes,
+            repeat,
+            chunk,
+            streams,
+        } => {
+            let plan = UploadPlan {
+                bytes,
+                repeat,
+                chunk,
+                streams,
+            };
+            upload(target, plan).await
+        }
+        Command::Rate {
+            target,
+            conns,
+            requests,
+            seconds,
+            body_bytes,
+        } => {
+            let duration = seconds
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .map_err(|e| Error::Argument(format!("--seconds: {e}")))?;
+            let options = RateOptions {
+                conns,
+                requests,
+                duration,
+                body_bytes,
+            };
+            rate(target, options).await
+        }
+        Command::TcpBaseline { bytes } => tcp_baseline(bytes).await,
+    }
+}
+
+async fn sink(options: SinkOptions) -> Result<()> {
+    let sink = Sink::start(&options).await?;
+    eprintln!("loadgen sink: trust {}", sink.cert().cert.display());
+    println!("{}", sink.ready_line());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::io("install SIGTERM handler"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+        _ = stdin_closed() => {}
+    }
+    drop(sink);
+    Ok(())
+}
+
+/// Resolves when standard input reaches end of file (the harness went away).
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// What `loadgen upload` was asked to do.
+struct UploadPlan {
+    bytes: u64,
+    repeat: u32,
+    chunk: u64,
+    streams: usize,
+}
+
+async fn upload(target: TargetArgs, plan: UploadPlan) -> Result<()> {
+    let UploadPlan {
+        bytes,
+        repeat,
+        chunk,
+        streams,
+    } = plan;
+    if repeat == 0 || streams == 0 {
+        return Err(Error::Argument(
+            "--repeat and --streams must be at least 1".into(),
+        ));
+    }
+    let chunk = usize::try_from(chunk)
+        .ok()
+        .filter(|c| (1..=64 << 20).contains(c))
+        .ok_or_else(|| Error::Argument("--chunk must be 1 byte to 64 MiB".into()))?;
+    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let options = UploadOptions {
+        bytes,
+        chunk,
+        ..UploadOptions::default()
+    };
+    let mut rates = Vec::with_capacity(repeat as usize);
+    let mut last = None;
+    for run in 1..=repeat {
+        let mut conn = client.connect().await?;
+        let started = Instant::now();
+        let results = if streams == 1 {
+            vec![conn.upload(&options).await?]
+        } else {
+            conn.upload_concurrent(streams, &options).await?
+        };
+        let elapsed = started.elapsed();
+        let mut sent = 0;
+        for result in &results {
+            result.expect_counted()?;
+            sent += result.sent;
+        }
+        let rate = mib_per_sec(sent, elapsed);
+        let said: Vec<String> = results
+            .iter()
+            .map(|r| r.body_text().trim().to_string())
+            .collect();
+        println!(
+            "{} run {run}/{repeat}: {sent} bytes in {streams} stream(s) in {:.3} s = {rate:.1} MiB/s (sink said {said:?})",
+            target.proto,
+            elapsed.as_secs_f64(),
+        );
+        rates.push(rate);
+        last = results.into_iter().last();
+    }
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let best = sorted[sorted.len() - 1];
+    let (status, body) = last
+        .map(|r| (u64::from(r.status), r.body_text().trim().to_string()))
+        .unwrap_or_default();
+    println!(
+        "{} {}: median {median:.1} MiB/s, best {best:.1} MiB/s over {repeat} run(s)",
+        target.proto, target.url
+    );
+    let line = JsonLine::new()
+        .text("kind", "upload")
+        .text("proto", target.proto.name())
+        .text("url", &target.url)
+        .int("bytes", bytes)
+        .int("streams", streams as u64)
+        .int("runs", u64::from(repeat))
+        .num("mib_s", median)
+        .num("best_mib_s", best)
+        .nums("all_mib_s", &rates)
+        .int("status", status)
+        .text("body", &body)
+        .finish();
+    println!("{line}");
+    Ok(())
+}
+
+async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
+    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let report = rate::run(&client, &options).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{} rate: {} ok, {} errors in {:.2} s over {} conns = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        report.proto,
+        report.ok,
+        report.errors,
+        report.elapsed.as_secs_f64(),
+        report.conns,
+        report.per_sec(),
+        ms(report.p50),
+        ms(report.p99),
+        ms(report.max)
+    );
+    if let Some(error) = &report.first_error {
+        println!("first error: {error}");
+    }
+    let line = JsonLine::new()
+        .text("kind", "rate")
+        .text("proto", report.proto.name())
+        .text("url", &target.url)
+        .int("conns", report.conns as u64)
+        .int("ok", report.ok)
+        .int("errors", report.errors)
+        .num("secs", report.elapsed.as_secs_f64())
+        .num("req_s", report.per_sec())
+        .num("p50_ms", ms(report.p50))
+        .num("p99_ms", ms(report.p99))
+        .num("max_ms", ms(report.max))
+        .text("first_error", report.first_error.as_deref().unwrap_or(""))
+        .finish();
+    println!("{line}");
+    Ok(())
+}
+
+async fn tcp_baseline(bytes: u64) -> Result<()> {
+    let tcp = tcp_baseline::tcp(bytes).await?;
+    println!(
+        "tcp loopback: {bytes} bytes in {:.3} s = {:.1} MiB/s",
+        tcp.elapsed.as_secs_f64(),
+        tcp.mib_per_sec()
+    );
+    let tls = tcp_baseline::tls(bytes).await?;
+    println!(
+        "tls loopback: {bytes} bytes in {:.3} s = {:.1} MiB/s",
+        tls.elapsed.as_secs_f64(),
+        tls.mib_per_sec()
+    );
+    let line = JsonLine::new()
+        .text("kind", "baseline")
+        .int("bytes", bytes)
+        .num("tcp_mib_s", tcp.mib_per_sec())
+        .num("tls_mib_s", tls.mib_per_sec())
+        .finish();
+    println!("{line}");
+    Ok(())
+}
+
+/// Parses `1048576`, `512K`, `64M`, `1G` (also `KiB`/`MiB`/`GiB`).
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, 64M, 1G)"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(format!("unknown size unit {unit:?}: use K, M or G")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("256k"), Ok(256 << 10));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}

@@ -1,0 +1,533 @@
+//! `cargo xtask bench web`: upload throughput and small-request rate of the
+//! project's `bench_sink` against loadgen's bare sink, with loopback TCP and
+//! TLS baselines measured in the same run.
+//!
+//! Both sinks follow one contract (see `crates/loadgen/src/sink/mod.rs`), take
+//! `--dir DIR` and print `READY http=ADDR https=ADDR`, so the same `loadgen`
+//! client runs against both and only the server differs.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{cargo, root, run};
+
+/// Figures of the seed's table (its unit, "MB/s", is not defined further).
+const SEED: [(&str, f64); 5] = [
+    ("h1", 671.0),
+    ("h1-chunked", 782.0),
+    ("h2", 668.0),
+    ("h3", 226.0),
+    ("ws", 902.0),
+];
+
+/// How long a sink may take to print its READY line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Options {
+    bytes: u64,
+    repeat: u32,
+    conns: u32,
+    requests: u64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Options {
+            bytes: 1 << 30,
+            repeat: 2,
+            conns: 100,
+            requests: 20_000,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .ok_or_else(|| format!("{name} needs a value"))
+                    .and_then(|v| v.parse::<u64>().map_err(|e| format!("{name} {v:?}: {e}")))
+            };
+            match arg.as_str() {
+                "--quick" => {
+                    options.bytes = 64 << 20;
+                    options.requests = 2_000;
+                }
+                "--bytes" => options.bytes = value("--bytes")?,
+                "--repeat" => options.repeat = positive(value("--repeat")?, "--repeat")?,
+                "--conns" => options.conns = positive(value("--conns")?, "--conns")?,
+                "--requests" => options.requests = value("--requests")?.max(1),
+                other => {
+                    return Err(format!(
+                        "unknown option {other:?} for bench web \
+                         (--quick, --bytes N, --repeat K, --conns C, --requests R)"
+                    ));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn positive(value: u64, name: &str) -> Result<u32, String> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{name} must be between 1 and {}", u32::MAX))
+}
+
+/// A sink process; dropping it ends it (stdin EOF, then kill).
+struct SinkProcess {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    https_port: u16,
+    ca: PathBuf,
+}
+
+impl SinkProcess {
+    fn start(
+        name: &'static str,
+        program: &Path,
+        pre_args: &[&str],
+        dir: &Path,
+    ) -> Result<Self, String> {
+        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let log = dir.join("stderr.log");
+        let stderr =
+            fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let mut child = Command::new(program)
+            .args(pre_args)
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut sink = SinkProcess {
+            name,
+            child,
+            stdin,
+            https_port: 0,
+            ca: dir.join("cert.pem"),
+        };
+        let stdout = stdout.ok_or("sink stdout was not captured")?;
+        let (tx, rx) = mpsc::channel();
+        // Keeps reading after READY so a chatty sink never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // After READY nobody listens: the line is dropped, reading goes on.
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).map_err(|_| {
+                format!(
+                    "{name} exited or printed no READY line within {READY_TIMEOUT:?} (see {})",
+                    log.display()
+                )
+            })?;
+            if let Some(rest) = line.strip_prefix("READY ") {
+                sink.https_port = https_port(rest)
+                    .ok_or_else(|| format!("{name}: cannot read the https port from {line:?}"))?;
+                break;
+            }
+        }
+        eprintln!("xtask: {name} ready, https port {}", sink.https_port);
+        Ok(sink)
+    }
+
+    /// `loadgen COMMAND` arguments aiming `proto` at this sink over TLS.
+    fn args(&self, command: &str, proto: &str) -> Vec<String> {
+        let url = match proto {
+            "ws" => format!("wss://127.0.0.1:{}/ws", self.https_port),
+            _ => format!("https://127.0.0.1:{}/discard", self.https_port),
+        };
+        let ca = self.ca.display().to_string();
+        [command, "--proto", proto, "--url", &url, "--ca", &ca]
+            .map(String::from)
+            .to_vec()
+    }
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("xtask: {} ignored end of input, killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `http=A https=HOST:PORT` → PORT.
+fn https_port(fields: &str) -> Option<u16> {
+    let addr = fields
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("https="))?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// Runs loadgen and returns the JSON line it ends with.
+fn loadgen(bin: &Path, args: &[String]) -> Result<String, String> {
+    eprintln!("xtask: loadgen {}", args.join(" "));
+    let output = Command::new(bin)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines().filter(|l| !l.starts_with('{')) {
+        eprintln!("    {line}");
+    }
+    if !output.status.success() {
+        return Err(format!("loadgen {} failed with {}", args[0], output.status));
+    }
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("loadgen {} printed no JSON line", args[0]))
+}
+
+/// The number after `"key":` in a flat JSON line written by loadgen.
+fn field(json: &str, key: &str) -> Option<f64> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+fn cell(value: &Result<f64, String>) -> String {
+    match value {
+        Ok(v) => format!("{v:.0}"),
+        Err(_) => "failed".into(),
+    }
+}
+
+/// One protocol's upload figures, one entry per sink.
+struct UploadRow {
+    proto: &'static str,
+    cells: Vec<(&'static str, Result<f64, String>)>,
+}
+
+struct RateRow {
+    sink: &'static str,
+    proto: &'static str,
+    requests: u64,
+    outcome: Result<String, String>,
+}
+
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let options = Options::parse(args)?;
+    let root = root();
+    let out_dir = root.join("target").join("bench");
+    fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
+
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "loadgen", "--bin", "loadgen"]);
+    run(build)?;
+    let loadgen_bin = root.join("target").join("release").join("loadgen");
+
+    let has_web_service = root
+        .join("crates")
+        .join("web-service")
+        .join("Cargo.toml")
+        .is_file();
+    let bench_sink_note = if has_web_service {
+        let mut build = cargo();
+        build.args([
+            "build",
+            "--release",
+            "-p",
+            "web-service",
+            "--example",
+            "bench_sink",
+        ]);
+        run(build)?;
+        None
+    } else {
+        let note = "crates/web-service is not in this tree: the bench_sink column is empty; \
+                    only the bare sink and the baselines were measured";
+        eprintln!("xtask: NOTE: {note}");
+        Some(note)
+    };
+
+    let mut sinks = Vec::new();
+    if has_web_service {
+        let program = root
+            .join("target")
+            .join("release")
+            .join("examples")
+            .join("bench_sink");
+        sinks.push(SinkProcess::start(
+            "bench_sink",
+            &program,
+            &[],
+            &out_dir.join("bench_sink"),
+        )?);
+    }
+    sinks.push(SinkProcess::start(
+        "bare",
+        &loadgen_bin,
+        &["sink"],
+        &out_dir.join("bare-sink"),
+    )?);
+
+    let bytes = options.bytes.to_string();
+    let baseline = |stage: &str| -> Result<(f64, f64), String> {
+        eprintln!("xtask: loopback baselines ({stage})");
+        let json = loadgen(
+            &loadgen_bin,
+            &["tcp-baseline".into(), "--bytes".into(), bytes.clone()],
+        )?;
+        match (field(&json, "tcp_mib_s"), field(&json, "tls_mib_s")) {
+            (Some(tcp), Some(tls)) => Ok((tcp, tls)),
+            _ => Err(format!("unreadable baseline line {json}")),
+        }
+    };
+    let before = baseline("before")?;
+
+    // Per protocol, each sink in turn, so slow drift of a shared machine hits
+    // both columns alike.
+    let mut uploads = Vec::new();
+    for (proto, _) in SEED {
+        let mut cells = Vec::new();
+        for sink in &sinks {
+            let mut args = sink.args("upload", proto);
+            args.extend(
+                ["--bytes", &bytes, "--repeat", &options.repeat.to_string()].map(String::from),
+            );
+            let outcome = loadgen(&loadgen_bin, &args).and_then(|json| {
+                field(&json, "best_mib_s").ok_or_else(|| format!("unreadable upload line {json}"))
+            });
+            if let Err(e) = &outcome {
+                eprintln!("xtask: {} {proto}: {e}", sink.name);
+            }
+            cells.push((sink.name, outcome));
+        }
+        uploads.push(UploadRow { proto, cells });
+    }
+    let after = baseline("after")?;
+
+    let mut rates = Vec::new();
+    for proto in ["h1", "h2", "h3", "ws"] {
+        // A WebSocket session carries one upload under the sink contract, so its
+        // "request" includes a TCP + TLS + upgrade handshake: fewer of them.
+        let requests = if proto == "ws" {
+            (options.requests / 10).max(1)
+        } else {
+            options.requests
+        };
+        for sink in &sinks {
+            let mut args = sink.args("rate", proto);
+            let (conns, count) = (options.conns.to_string(), requests.to_string());
+            args.extend(
+                ["--conns", &conns, "--requests", &count, "--seconds", "60"].map(String::from),
+            );
+            let outcome = loadgen(&loadgen_bin, &args);
+            rates.push(RateRow {
+                sink: sink.name,
+                proto,
+                requests,
+                outcome,
+            });
+        }
+    }
+    drop(sinks);
+
+    let report = render(&options, bench_sink_note, &uploads, before, after, &rates);
+    println!("{report}");
+    let path = out_dir.join("web.md");
+    fs::write(&path, &report).map_err(|e| format!("write {}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn render(
+    options: &Options,
+    note: Option<&str>,
+    uploads: &[UploadRow],
+    before: (f64, f64),
+    after: (f64, f64),
+    rates: &[RateRow],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Web upload benchmark (loadgen)\n");
+    let _ = writeln!(md, "- machine: {}", machine());
+    let _ = writeln!(
+        md,
+        "- upload: {} bytes per run over TLS on loopback, best of {} run(s), one connection per run",
+        options.bytes, options.repeat
+    );
+    let _ = writeln!(
+        md,
+        "- MiB/s = 2^20 bytes per second; ratio = bench_sink / bare sink"
+    );
+    if let Some(note) = note {
+        let _ = writeln!(md, "- **{note}**");
+    }
+    let _ = writeln!(
+        md,
+        "\n| protocol | bench_sink MiB/s | bare sink MiB/s | ratio | bare / TLS baseline | seed MB/s |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let tls_ceiling = before.1.max(after.1);
+    let mut failures = Vec::new();
+    for UploadRow { proto, cells } in uploads {
+        let find = |name: &str| cells.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
+        let bench = find("bench_sink");
+        let bare = find("bare");
+        let ratio = match (bench, bare) {
+            (Some(Ok(b)), Some(Ok(r))) if *r > 0.0 => format!("{:.2}", b / r),
+            _ => "n/a".into(),
+        };
+        let share = match bare {
+            Some(Ok(r)) if tls_ceiling > 0.0 => format!("{:.0} %", 100.0 * r / tls_ceiling),
+            _ => "n/a".into(),
+        };
+        let seed = SEED
+            .iter()
+            .find(|(p, _)| p == proto)
+            .map_or(0.0, |(_, s)| *s);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ratio} | {share} | {seed:.0} |",
+            label(proto),
+            bench.map_or("n/a".into(), cell),
+            bare.map_or("n/a".into(), cell),
+        );
+        for (sink, outcome) in cells {
+            if let Err(e) = outcome {
+                failures.push(format!("{sink} {proto}: {e}"));
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nBaselines, one connection, same chunking: TCP loopback {:.0} / {:.0} MiB/s, \
+         TLS loopback (rustls, ring) {:.0} / {:.0} MiB/s (before / after the uploads).",
+        before.0, after.0, before.1, after.1
+    );
+    let _ = writeln!(
+        md,
+        "\n## Small requests ({} connections, 64-byte POST to /discard)\n",
+        options.conns
+    );
+    let _ = writeln!(
+        md,
+        "| protocol | sink | requests | ok | errors | req/s | p50 ms | p99 ms |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for row in rates {
+        match &row.outcome {
+            Ok(json) => {
+                let f = |k: &str| field(json, k).unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    label(row.proto),
+                    row.sink,
+                    row.requests,
+                    f("ok"),
+                    f("errors"),
+                    f("req_s"),
+                    f("p50_ms"),
+                    f("p99_ms")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | failed | | | | |",
+                    label(row.proto),
+                    row.sink,
+                    row.requests
+                );
+                failures.push(format!("{} rate {}: {e}", row.sink, row.proto));
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nWS: one TLS connection and upgrade per request (the sink closes after its reply)."
+    );
+    if !failures.is_empty() {
+        let _ = writeln!(md, "\n## Failures\n");
+        for failure in failures {
+            let _ = writeln!(md, "- {failure}");
+        }
+    }
+    md
+}
+
+fn label(proto: &str) -> &'static str {
+    match proto {
+        "h1" => "H1 (Content-Length)",
+        "h1-chunked" => "H1 chunked",
+        "h2" => "H2",
+        "h3" => "H3",
+        "ws" => "WSS",
+        _ => "?",
+    }
+}
+
+/// `N cores, CPU model` from the standard library and /proc/cpuinfo.
+fn machine() -> String {
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ports_and_fields() {
+        assert_eq!(
+            https_port("http=127.0.0.1:1 https=127.0.0.1:8443"),
+            Some(8443)
+        );
+        assert_eq!(https_port("https=[::1]:9"), Some(9));
+        assert_eq!(https_port("http=127.0.0.1:1"), None);
+        let json = r#"{"kind":"upload","best_mib_s":12.500,"status":200}"#;
+        assert_eq!(field(json, "best_mib_s"), Some(12.5));
+        assert_eq!(field(json, "status"), Some(200.0));
+        assert_eq!(field(json, "kind"), None);
+        assert_eq!(field(json, "missing"), None);
+    }
+
+    #[test]
+    fn options_parse_and_refuse_nonsense() {
+        let quick = Options::parse(&["--quick".into()]).unwrap();
+        assert_eq!(quick.bytes, 64 << 20);
+        assert!(Options::parse(&["--repeat".into(), "0".into()]).is_err());
+        assert!(Options::parse(&["--bytes".into()]).is_err());
+        assert!(Options::parse(&["--frobnicate".into()]).is_err());
+    }
+}
