@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use bytes::Bytes;
-use http_body_util::Full;
 use http::{Request, Response, StatusCode};
+use http_body_util::Full;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use upload_response::UploadResponseService;
@@ -63,8 +63,8 @@ impl Running {
 
 /// Binds every listener and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    let service = UploadResponseService::new(settings.service.clone())
-        .context("invalid stream options")?;
+    let service =
+        UploadResponseService::new(settings.service.clone()).context("invalid stream options")?;
     builtin::spawn(&service, &settings.builtins);
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -76,8 +76,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             Some(cert.clone()),
         ),
         (None, Some(_)) => {
-            let generated = TlsIdentity::self_signed_in(&settings.data_dir)
-                .with_context(|| format!("cannot create a certificate in {}", settings.data_dir.display()))?;
+            let generated = TlsIdentity::self_signed_in(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create a certificate in {}",
+                    settings.data_dir.display()
+                )
+            })?;
             (Some(generated.identity), Some(generated.cert_path))
         }
     };
@@ -179,7 +183,10 @@ fn worker_api_router(service: UploadResponseService, web: Arc<Metrics>) -> axum:
                 text.push_str(&web.render_prometheus());
                 (
                     StatusCode::OK,
-                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
                     text,
                 )
             }
@@ -200,7 +207,8 @@ fn worker_token(settings: &Settings) -> anyhow::Result<(String, Option<PathBuf>)
         }
     }
     let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no system randomness for the worker token: {e}"))?;
+    getrandom::fill(&mut raw)
+        .map_err(|e| anyhow::anyhow!("no system randomness for the worker token: {e}"))?;
     let token = hex::encode(raw);
     write_private(&path, &token)?;
     Ok((token, Some(path)))

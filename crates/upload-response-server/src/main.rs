@@ -32,13 +32,22 @@ async fn run() -> anyhow::Result<()> {
         println!("https:      https://{addr}/  (h2, http/1.1, wss://; HTTP/3 on udp {addr})");
     }
     if let Some(cert) = &running.cert_path {
-        println!("tls cert:   {}  (curl --cacert {} https://localhost:{}/...)", cert.display(), cert.display(), running.https.map_or(0, |a| a.port()));
+        println!(
+            "tls cert:   {}  (curl --cacert {} https://localhost:{}/...)",
+            cert.display(),
+            cert.display(),
+            running.https.map_or(0, |a| a.port())
+        );
     }
     if let Some(addr) = running.worker_api {
         println!("worker api: http://{addr}/  (metrics: http://{addr}/metrics)");
     }
     match &running.worker_token_path {
-        Some(path) => println!("worker token: {}  (stored in {})", running.worker_token, path.display()),
+        Some(path) => println!(
+            "worker token: {}  (stored in {})",
+            running.worker_token,
+            path.display()
+        ),
         None => println!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
     }
     let stop = running.stop_handle();

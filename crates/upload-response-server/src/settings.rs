@@ -12,7 +12,11 @@ use upload_response::UploadResponseConfig;
 
 /// Command-line flags. Each is optional so that the TOML file can supply it.
 #[derive(Debug, Parser, Default)]
-#[command(name = "upload-response-server", version, about = "Streaming upload ingress: requests stream to workers, responses stream back")]
+#[command(
+    name = "upload-response-server",
+    version,
+    about = "Streaming upload ingress: requests stream to workers, responses stream back"
+)]
 pub struct Cli {
     /// TOML file holding any of the options below (flags override it).
     #[arg(long)]
@@ -132,8 +136,14 @@ impl Settings {
         };
         let defaults = UploadResponseConfig::default();
         let service = UploadResponseConfig {
-            num_streams: cli.num_streams.or(file.num_streams).unwrap_or(defaults.num_streams),
-            slot_size_kb: cli.slot_size_kb.or(file.slot_size_kb).unwrap_or(defaults.slot_size_kb),
+            num_streams: cli
+                .num_streams
+                .or(file.num_streams)
+                .unwrap_or(defaults.num_streams),
+            slot_size_kb: cli
+                .slot_size_kb
+                .or(file.slot_size_kb)
+                .unwrap_or(defaults.slot_size_kb),
             slots_per_stream: cli
                 .slots_per_stream
                 .or(file.slots_per_stream)
@@ -168,8 +178,15 @@ impl Settings {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(".upload-response")),
-            worker_api: addr("worker-api", cli.worker_api.or(file.worker_api), "127.0.0.1:9090")?,
-            worker_token: cli.worker_token.or(file.worker_token).filter(|t| !t.is_empty()),
+            worker_api: addr(
+                "worker-api",
+                cli.worker_api.or(file.worker_api),
+                "127.0.0.1:9090",
+            )?,
+            worker_token: cli
+                .worker_token
+                .or(file.worker_token)
+                .filter(|t| !t.is_empty()),
             builtins: builtins(
                 cli.builtin_workers
                     .or(file.builtin_workers)
@@ -177,7 +194,10 @@ impl Settings {
                     .unwrap_or("echo,sha256,discard"),
             )?,
             service,
-            drain_timeout_ms: cli.drain_timeout_ms.or(file.drain_timeout_ms).unwrap_or(10_000),
+            drain_timeout_ms: cli
+                .drain_timeout_ms
+                .or(file.drain_timeout_ms)
+                .unwrap_or(10_000),
         })
     }
 }
@@ -193,9 +213,9 @@ fn addr(name: &str, given: Option<String>, default: &str) -> anyhow::Result<Opti
     if text.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    text.parse()
-        .map(Some)
-        .with_context(|| format!("--{name}: {text:?} is not an address like 127.0.0.1:8080 (or \"none\")"))
+    text.parse().map(Some).with_context(|| {
+        format!("--{name}: {text:?} is not an address like 127.0.0.1:8080 (or \"none\")")
+    })
 }
 
 fn builtins(list: &str) -> anyhow::Result<Vec<Builtin>> {
@@ -223,7 +243,10 @@ mod tests {
         assert_eq!(s.https, Some("127.0.0.1:8443".parse().unwrap()));
         assert_eq!(s.worker_api, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(s.data_dir, PathBuf::from(".upload-response"));
-        assert_eq!(s.builtins, [Builtin::Echo, Builtin::Sha256, Builtin::Discard]);
+        assert_eq!(
+            s.builtins,
+            [Builtin::Echo, Builtin::Sha256, Builtin::Discard]
+        );
         assert_eq!(s.service.num_streams, 100);
         assert_eq!(s.service.slot_size_kb, 64);
         assert_eq!(s.service.slots_per_stream, 16384);
@@ -234,7 +257,11 @@ mod tests {
     fn flags_beat_the_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\n",
+        )
+        .unwrap();
         let cli = Cli {
             config: Some(path),
             num_streams: Some(9),
@@ -252,11 +279,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "num_streamz = 7\n").unwrap();
-        let err = Settings::resolve(Cli { config: Some(path), ..Cli::default() }).unwrap_err();
+        let err = Settings::resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("num_streamz"), "{err:#}");
-        let err = Settings::resolve(Cli { http: Some("nowhere".into()), ..Cli::default() }).unwrap_err();
+        let err = Settings::resolve(Cli {
+            http: Some("nowhere".into()),
+            ..Cli::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("--http"));
-        let err = Settings::resolve(Cli { builtin_workers: Some("echo,bogus".into()), ..Cli::default() }).unwrap_err();
+        let err = Settings::resolve(Cli {
+            builtin_workers: Some("echo,bogus".into()),
+            ..Cli::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("bogus"));
     }
 }

@@ -19,9 +19,9 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, info_span};
 
-use crate::metrics::Transport;
 use crate::UploadResponseService;
 use crate::entry::{Entry, ResponseSlot, lock};
+use crate::metrics::Transport;
 use crate::service::append_split;
 
 /// Errors inside a response body: the protocol layer resets the stream.
@@ -69,7 +69,9 @@ impl UploadResponseService {
         };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
         let res = self.handle_inner(req, transport).instrument(span).await;
-        self.inner.metrics.request_done(transport, res.status().as_u16());
+        self.inner
+            .metrics
+            .request_done(transport, res.status().as_u16());
         res
     }
 
@@ -158,14 +160,8 @@ impl UploadResponseService {
 
         let (pump_tx, pump_rx) = oneshot::channel();
         let pump = tokio::spawn(
-            pump_body(
-                body,
-                req_writer,
-                self.clone(),
-                transport,
-                pump_tx,
-            )
-            .instrument(tracing::Span::current()),
+            pump_body(body, req_writer, self.clone(), transport, pump_tx)
+                .instrument(tracing::Span::current()),
         );
         let flight = Flight {
             service: self.clone(),
@@ -272,7 +268,10 @@ impl Flight {
                     Ok(slot) if slot.kind == SlotKind::Body => {
                         let metrics = &flight.service.inner.metrics;
                         metrics.bytes_out(flight.transport, slot.bytes.len() as u64);
-                        Some((Ok(http_body::Frame::data(slot.bytes)), (watcher, Some(flight))))
+                        Some((
+                            Ok(http_body::Frame::data(slot.bytes)),
+                            (watcher, Some(flight)),
+                        ))
                     }
                     // End: the flight guard drops here, releasing the streams.
                     Ok(_) => None,
@@ -362,7 +361,10 @@ async fn pump_body<B>(
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(body);
-    let (slot_size, max) = (service.config().slot_size(), service.config().max_body_bytes);
+    let (slot_size, max) = (
+        service.config().slot_size(),
+        service.config().max_body_bytes,
+    );
     let mut total = 0u64;
     let outcome = loop {
         // Convert the error at once: the body's own error type need not be `Send`.

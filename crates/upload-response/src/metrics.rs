@@ -73,10 +73,26 @@ impl Metrics {
         // 100 µs .. ~30 s.
         let claim_wait = Histogram::new(exponential_buckets(0.0001, 3.0, 12));
         let response_latency = Histogram::new(exponential_buckets(0.0001, 3.0, 12));
-        registry.register("streams_in_flight", "Requests being served now", in_flight.clone());
-        registry.register("requests", "Requests answered, by protocol and status", requests.clone());
-        registry.register("request_body_bytes", "Request body bytes received", bytes_in.clone());
-        registry.register("response_body_bytes", "Response body bytes sent", bytes_out.clone());
+        registry.register(
+            "streams_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "requests",
+            "Requests answered, by protocol and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes received",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "response_body_bytes",
+            "Response body bytes sent",
+            bytes_out.clone(),
+        );
         registry.register(
             "claim_wait_seconds",
             "From arrival to a worker's claim",
@@ -108,11 +124,19 @@ impl Metrics {
     }
 
     pub(crate) fn bytes_in(&self, t: Transport, n: u64) {
-        self.bytes_in.get_or_create(&Proto { protocol: t.label() }).inc_by(n);
+        self.bytes_in
+            .get_or_create(&Proto {
+                protocol: t.label(),
+            })
+            .inc_by(n);
     }
 
     pub(crate) fn bytes_out(&self, t: Transport, n: u64) {
-        self.bytes_out.get_or_create(&Proto { protocol: t.label() }).inc_by(n);
+        self.bytes_out
+            .get_or_create(&Proto {
+                protocol: t.label(),
+            })
+            .inc_by(n);
     }
 
     pub(crate) fn claimed_after(&self, wait: Duration) {

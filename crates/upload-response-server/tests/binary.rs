@@ -1,0 +1,262 @@
+//! The real binary, as a user runs it: the printed contract (addresses,
+//! certificate, token), memory bounded by configuration for a 1 GiB upload,
+//! `/metrics`, and a graceful SIGTERM that lets an in-flight request finish.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use loadgen::clients::{Client, UploadOptions};
+use loadgen::target::Proto;
+
+const MIB: u64 = 1024 * 1024;
+
+struct Proc {
+    child: Child,
+    http: SocketAddr,
+    https: SocketAddr,
+    worker_api: SocketAddr,
+    cert: PathBuf,
+    token_file: PathBuf,
+}
+
+/// Starts the binary on ephemeral ports and reads its start-up lines.
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upload-response-server"))
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--worker-api",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("UR_WORKER_TOKEN")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut https, mut worker_api, mut cert, mut token_file) =
+        (None, None, None, None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let field = |prefix: &str| {
+            line.strip_prefix(prefix)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        let addr = |url: String| -> SocketAddr {
+            url.split("//")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('/')
+                .parse()
+                .unwrap()
+        };
+        if let Some(u) = field("http:") {
+            http = Some(addr(u))
+        }
+        if let Some(u) = field("https:") {
+            https = Some(addr(u))
+        }
+        if let Some(u) = field("worker api:") {
+            worker_api = Some(addr(u))
+        }
+        if let Some(p) = field("tls cert:") {
+            cert = Some(PathBuf::from(p))
+        }
+        if line.starts_with("worker token:") {
+            token_file = line
+                .split("stored in ")
+                .nth(1)
+                .map(|p| PathBuf::from(p.trim_end_matches(')')));
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc {
+        child,
+        http: http.expect("http line"),
+        https: https.expect("https line"),
+        worker_api: worker_api.expect("worker api line"),
+        cert: cert.expect("cert line"),
+        token_file: token_file.expect("token line"),
+    }
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_upload_stays_within_the_configured_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 streams x 64 slots x 64 KiB = 16 MiB per cache, 32 MiB for both.
+    let mut server = spawn(
+        dir.path(),
+        &[
+            "--num-streams",
+            "4",
+            "--slots-per-stream",
+            "64",
+            "--slot-size-kb",
+            "64",
+        ],
+    );
+    let cache_bound = 2 * 4 * 64 * 64 * 1024 / 1024; // KiB
+    assert!(server.cert.is_absolute() || dir.path().join("cert.pem").exists());
+    assert_eq!(
+        std::fs::read_to_string(&server.token_file)
+            .unwrap()
+            .trim()
+            .len(),
+        64
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&server.token_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "worker token readable by others");
+    }
+
+    let pid = server.child.id();
+    let before = status_kb(pid, "VmRSS:");
+    let cert = dir.path().join("cert.pem");
+    let url = format!("https://localhost:{}/sha256", server.https.port());
+    let client = Client::new(Proto::H2, &url, Some(&cert)).unwrap();
+    let options = UploadOptions {
+        bytes: 1024 * MIB,
+        ..UploadOptions::default()
+    };
+    let result = client.upload(&options).await.unwrap();
+    assert!(result.succeeded(), "{result:?}");
+    assert!(
+        result
+            .body_text()
+            .ends_with(&format!(" {}\n", options.bytes))
+    );
+    let peak = status_kb(pid, "VmHWM:");
+
+    // The bound: the caches' configured maximum, plus a fixed allowance for
+    // the runtime, TLS buffers and the HTTP/2 and QUIC windows (4 MiB per
+    // stream, 16 MiB per connection by default): nothing proportional to the body.
+    let allowance = 128 * 1024; // KiB
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < cache_bound + allowance,
+        "peak RSS grew by {growth} KiB for a 1 GiB upload; bound {} KiB",
+        cache_bound + allowance
+    );
+    eprintln!(
+        "RSS before {before} KiB, peak {peak} KiB, growth {growth} KiB (bound {} KiB)",
+        cache_bound + allowance
+    );
+
+    let metrics = http_get(server.worker_api, "/metrics");
+    assert!(
+        metrics.contains("upload_response_request_body_bytes_total{protocol=\"h2\"} 1073741824"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("upload_response_streams_in_flight 0"));
+
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]);
+    let mut conn = TcpStream::connect(server.http).unwrap();
+    write!(
+        conn,
+        "POST /sha256 HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello"
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    // Wait until the request is in flight (its first bytes are in the cache).
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&server.child);
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused once the listener is closed...
+    assert!(
+        TcpStream::connect(server.https).is_err() || server.child.try_wait().unwrap().is_none()
+    );
+    // ...while the one in flight finishes.
+    conn.write_all(b"world").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .contains("\r\n936a185caaa266bb9cbe981e9e05cb78cd732b0b3280eb944412bb6f8f8f07af 10\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("\r\n0\r\n\r\n"),
+        "response must end cleanly: {answer}"
+    );
+    assert!(wait_exit(&mut server.child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn bad_flags_fail_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_upload-response-server"))
+        .args(["--http", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--http") && err.contains("not-an-address"),
+        "{err}"
+    );
+}
