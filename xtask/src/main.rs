@@ -7,6 +7,9 @@
 //! * `cargo xtask bench web [--quick]`: end-to-end upload throughput and
 //!   request rate of the project's `bench_sink` against loadgen's bare sink
 //!   (see `web.rs`), written to `target/bench/web.md`.
+//! * `cargo xtask bench upload [--quick]`: the same against the real
+//!   `upload-response-server` (uploads to `/discard`, 1 KiB `/echo` round
+//!   trips), written to `target/bench/upload.md`.
 //!
 //! Hand-written on `std::process` only: it must build in seconds on a fresh
 //! machine before anything else is compiled.
@@ -26,7 +29,7 @@ fn main() -> ExitCode {
             eprintln!("usage: cargo xtask test [extra cargo test args]");
             eprintln!("       cargo xtask bench [cache|hpks|all]");
             eprintln!(
-                "       cargo xtask bench web [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R]"
+                "       cargo xtask bench web|upload [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R]"
             );
             return ExitCode::from(2);
         }
@@ -86,8 +89,8 @@ fn loom() -> Result<(), String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     let which = args.first().map(String::as_str).unwrap_or("all");
-    if which == "web" {
-        return web::bench(&args[1..]);
+    if which == "web" || which == "upload" {
+        return web::bench(which, &args[1..]);
     }
     let packages: &[&str] = match which {
         "cache" => &["chunk-cache"],
@@ -95,7 +98,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         "all" => &["chunk-cache", "http-pack"],
         other => {
             return Err(format!(
-                "unknown bench {other:?}: use cache, hpks, all or web"
+                "unknown bench {other:?}: use cache, hpks, all, web or upload"
             ));
         }
     };

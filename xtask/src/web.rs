@@ -1,10 +1,15 @@
-//! `cargo xtask bench web`: upload throughput and small-request rate of the
-//! project's `bench_sink` against loadgen's bare sink, with loopback TCP and
-//! TLS baselines measured in the same run.
+//! `cargo xtask bench web` and `cargo xtask bench upload`: upload throughput
+//! and small-request rate of a system under test against loadgen's bare sink,
+//! with loopback TCP and TLS baselines measured in the same run.
 //!
-//! Both sinks follow one contract (see `crates/loadgen/src/sink/mod.rs`), take
-//! `--dir DIR` and print `READY http=ADDR https=ADDR`, so the same `loadgen`
-//! client runs against both and only the server differs.
+//! * `web`: web-service's `bench_sink` example (the protocol layer alone).
+//! * `upload`: the real `upload-response-server` binary, uploads into its
+//!   built-in `/discard` worker, small requests to `/echo` (the whole
+//!   ingress: streams, slot cache, worker, response watcher).
+//!
+//! Every server prints `READY http=ADDR https=ADDR` and follows the sink
+//! contract (`crates/loadgen/src/sink/mod.rs`), so the same `loadgen` client
+//! runs against each and only the server differs.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -25,6 +30,62 @@ const SEED: [(&str, f64); 5] = [
     ("h3", 226.0),
     ("ws", 902.0),
 ];
+
+/// The server a bench measures against the bare sink.
+struct Subject {
+    /// Column name in the report.
+    name: &'static str,
+    /// `cargo build --release` arguments that build it.
+    build: &'static [&'static str],
+    /// The built program, under `target/release`.
+    program: &'static str,
+    /// Arguments before the data-directory flag.
+    pre_args: &'static [&'static str],
+    /// The flag that takes its data directory.
+    dir_flag: &'static str,
+    /// WebSocket paths on this server: (uploads, small requests).
+    ws_paths: (&'static str, &'static str),
+    /// Path of the small requests (on both servers).
+    rate_path: &'static str,
+    /// Body bytes of one small request.
+    rate_body: u64,
+    /// Report title and file name.
+    title: &'static str,
+    file: &'static str,
+}
+
+const WEB: Subject = Subject {
+    name: "bench_sink",
+    build: &["-p", "web-service", "--example", "bench_sink"],
+    program: "examples/bench_sink",
+    pre_args: &[],
+    dir_flag: "--dir",
+    ws_paths: ("/ws", "/ws"),
+    rate_path: "/discard",
+    rate_body: 64,
+    title: "Web upload benchmark (loadgen): web-service's bench_sink vs the bare sink",
+    file: "web.md",
+};
+
+const UPLOAD: Subject = Subject {
+    name: "ingress",
+    build: &["-p", "upload-response-server"],
+    program: "upload-response-server",
+    pre_args: &[
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--worker-api",
+        "127.0.0.1:0",
+    ],
+    dir_flag: "--data-dir",
+    ws_paths: ("/discard", "/echo"),
+    rate_path: "/echo",
+    rate_body: 1024,
+    title: "Upload benchmark (loadgen): upload-response-server vs the bare sink",
+    file: "upload.md",
+};
 
 /// How long a sink may take to print its READY line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,6 +147,7 @@ struct SinkProcess {
     stdin: Option<ChildStdin>,
     https_port: u16,
     ca: PathBuf,
+    ws_paths: (&'static str, &'static str),
 }
 
 impl SinkProcess {
@@ -93,7 +155,8 @@ impl SinkProcess {
         name: &'static str,
         program: &Path,
         pre_args: &[&str],
-        dir: &Path,
+        (dir_flag, dir): (&str, &Path),
+        ws_paths: (&'static str, &'static str),
     ) -> Result<Self, String> {
         fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let log = dir.join("stderr.log");
@@ -101,7 +164,7 @@ impl SinkProcess {
             fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let mut child = Command::new(program)
             .args(pre_args)
-            .arg("--dir")
+            .arg(dir_flag)
             .arg(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -116,6 +179,7 @@ impl SinkProcess {
             stdin,
             https_port: 0,
             ca: dir.join("cert.pem"),
+            ws_paths,
         };
         let stdout = stdout.ok_or("sink stdout was not captured")?;
         let (tx, rx) = mpsc::channel();
@@ -146,11 +210,14 @@ impl SinkProcess {
         Ok(sink)
     }
 
-    /// `loadgen COMMAND` arguments aiming `proto` at this sink over TLS.
-    fn args(&self, command: &str, proto: &str) -> Vec<String> {
-        let url = match proto {
-            "ws" => format!("wss://127.0.0.1:{}/ws", self.https_port),
-            _ => format!("https://127.0.0.1:{}/discard", self.https_port),
+    /// `loadgen COMMAND` arguments aiming `proto` at `path` of this sink over
+    /// TLS (WebSocket goes to the sink's own WebSocket paths).
+    fn args(&self, command: &str, proto: &str, path: &str) -> Vec<String> {
+        let port = self.https_port;
+        let url = match (proto, command) {
+            ("ws", "upload") => format!("wss://localhost:{port}{}", self.ws_paths.0),
+            ("ws", _) => format!("wss://localhost:{port}{}", self.ws_paths.1),
+            _ => format!("https://localhost:{port}{path}"),
         };
         let ca = self.ca.display().to_string();
         [command, "--proto", proto, "--url", &url, "--ca", &ca]
@@ -162,6 +229,10 @@ impl SinkProcess {
 impl Drop for SinkProcess {
     fn drop(&mut self) {
         drop(self.stdin.take());
+        // Every sink also ends on SIGTERM (the ingress only on a signal).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -234,7 +305,17 @@ struct RateRow {
     outcome: Result<String, String>,
 }
 
-pub fn bench(args: &[String]) -> Result<(), String> {
+/// `cargo xtask bench web|upload [options]`.
+pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
+    let subject = match which {
+        "web" => &WEB,
+        "upload" => &UPLOAD,
+        other => {
+            return Err(format!(
+                "unknown end-to-end bench {other:?}: use web or upload"
+            ));
+        }
+    };
     let options = Options::parse(args)?;
     let root = root();
     let out_dir = root.join("target").join("bench");
@@ -245,50 +326,26 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     run(build)?;
     let loadgen_bin = root.join("target").join("release").join("loadgen");
 
-    let has_web_service = root
-        .join("crates")
-        .join("web-service")
-        .join("Cargo.toml")
-        .is_file();
-    let bench_sink_note = if has_web_service {
-        let mut build = cargo();
-        build.args([
-            "build",
-            "--release",
-            "-p",
-            "web-service",
-            "--example",
-            "bench_sink",
-        ]);
-        run(build)?;
-        None
-    } else {
-        let note = "crates/web-service is not in this tree: the bench_sink column is empty; \
-                    only the bare sink and the baselines were measured";
-        eprintln!("xtask: NOTE: {note}");
-        Some(note)
-    };
-
-    let mut sinks = Vec::new();
-    if has_web_service {
-        let program = root
-            .join("target")
-            .join("release")
-            .join("examples")
-            .join("bench_sink");
-        sinks.push(SinkProcess::start(
-            "bench_sink",
+    let mut build = cargo();
+    build.args(["build", "--release"]).args(subject.build);
+    run(build)?;
+    let program = root.join("target").join("release").join(subject.program);
+    let sinks = vec![
+        SinkProcess::start(
+            subject.name,
             &program,
-            &[],
-            &out_dir.join("bench_sink"),
-        )?);
-    }
-    sinks.push(SinkProcess::start(
-        "bare",
-        &loadgen_bin,
-        &["sink"],
-        &out_dir.join("bare-sink"),
-    )?);
+            subject.pre_args,
+            (subject.dir_flag, &out_dir.join(subject.name)),
+            subject.ws_paths,
+        )?,
+        SinkProcess::start(
+            "bare",
+            &loadgen_bin,
+            &["sink"],
+            ("--dir", &out_dir.join("bare-sink")),
+            ("/ws", "/ws"),
+        )?,
+    ];
 
     let bytes = options.bytes.to_string();
     let baseline = |stage: &str| -> Result<(f64, f64), String> {
@@ -310,7 +367,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     for (proto, _) in SEED {
         let mut cells = Vec::new();
         for sink in &sinks {
-            let mut args = sink.args("upload", proto);
+            let mut args = sink.args("upload", proto, "/discard");
             args.extend(
                 ["--bytes", &bytes, "--repeat", &options.repeat.to_string()].map(String::from),
             );
@@ -336,10 +393,21 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             options.requests
         };
         for sink in &sinks {
-            let mut args = sink.args("rate", proto);
+            let mut args = sink.args("rate", proto, subject.rate_path);
             let (conns, count) = (options.conns.to_string(), requests.to_string());
+            let body = subject.rate_body.to_string();
             args.extend(
-                ["--conns", &conns, "--requests", &count, "--seconds", "60"].map(String::from),
+                [
+                    "--conns",
+                    &conns,
+                    "--requests",
+                    &count,
+                    "--seconds",
+                    "60",
+                    "--body-bytes",
+                    &body,
+                ]
+                .map(String::from),
             );
             let outcome = loadgen(&loadgen_bin, &args);
             rates.push(RateRow {
@@ -352,24 +420,24 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     drop(sinks);
 
-    let report = render(&options, bench_sink_note, &uploads, before, after, &rates);
+    let report = render(subject, &options, &uploads, before, after, &rates);
     println!("{report}");
-    let path = out_dir.join("web.md");
+    let path = out_dir.join(subject.file);
     fs::write(&path, &report).map_err(|e| format!("write {}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
 }
 
 fn render(
+    subject: &Subject,
     options: &Options,
-    note: Option<&str>,
     uploads: &[UploadRow],
     before: (f64, f64),
     after: (f64, f64),
     rates: &[RateRow],
 ) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Web upload benchmark (loadgen)\n");
+    let _ = writeln!(md, "# {}\n", subject.title);
     let _ = writeln!(md, "- machine: {}", machine());
     let _ = writeln!(
         md,
@@ -378,21 +446,20 @@ fn render(
     );
     let _ = writeln!(
         md,
-        "- MiB/s = 2^20 bytes per second; ratio = bench_sink / bare sink"
+        "- MiB/s = 2^20 bytes per second; ratio = {} / bare sink",
+        subject.name
     );
-    if let Some(note) = note {
-        let _ = writeln!(md, "- **{note}**");
-    }
     let _ = writeln!(
         md,
-        "\n| protocol | bench_sink MiB/s | bare sink MiB/s | ratio | bare / TLS baseline | seed MB/s |"
+        "\n| protocol | {} MiB/s | bare sink MiB/s | ratio | bare / TLS baseline | seed MB/s |",
+        subject.name
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     let tls_ceiling = before.1.max(after.1);
     let mut failures = Vec::new();
     for UploadRow { proto, cells } in uploads {
         let find = |name: &str| cells.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
-        let bench = find("bench_sink");
+        let bench = find(subject.name);
         let bare = find("bare");
         let ratio = match (bench, bare) {
             (Some(Ok(b)), Some(Ok(r))) if *r > 0.0 => format!("{:.2}", b / r),
@@ -427,8 +494,8 @@ fn render(
     );
     let _ = writeln!(
         md,
-        "\n## Small requests ({} connections, 64-byte POST to /discard)\n",
-        options.conns
+        "\n## Small requests ({} connections, {}-byte POST to {}, full round trip)\n",
+        options.conns, subject.rate_body, subject.rate_path
     );
     let _ = writeln!(
         md,

@@ -50,6 +50,15 @@ async fn run() -> anyhow::Result<()> {
         ),
         None => println!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
     }
+    // One machine-readable line last, in the form the benchmark sinks use.
+    let addr =
+        |a: Option<std::net::SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    println!(
+        "READY http={} https={} worker_api={}",
+        addr(running.http),
+        addr(running.https),
+        addr(running.worker_api)
+    );
     let stop = running.stop_handle();
     tokio::spawn(async move {
         web_service::ctrl_c_or_sigterm().await;
