@@ -202,12 +202,15 @@ impl Entry {
         }
         drop(data);
         if data_generation(found) == generation && found > want {
-            // Same stream, newer stamp: the ring moved past this slot. The
-            // newer slot may not be published in `head` yet, so the oldest
-            // retained slot is derived from the stamp itself.
+            // Same stream, newer stamp: the ring moved past this slot. Both
+            // the stamp found (possibly not yet published in `head`) and the
+            // published last slot bound the oldest retained slot from below;
+            // the larger bound is the answer.
+            let (_, _, last_now) = unpack(self.head.load(Ordering::Acquire));
+            let newest = (found & MAX_SLOT).max(last_now);
             return Err(ReadError::Evicted {
                 slot: number,
-                oldest: self.oldest_retained(found & MAX_SLOT),
+                oldest: self.oldest_retained(newest),
             });
         }
         Err(StreamError::Stale(self.id(generation)).into())
