@@ -47,6 +47,14 @@ impl Protocol {
     }
 }
 
+/// One per-protocol metric family: name, type, value, help text.
+type Family = (
+    &'static str,
+    &'static str,
+    fn(&ProtocolStats) -> u64,
+    &'static str,
+);
+
 /// Counters of one protocol.
 #[derive(Debug, Default)]
 struct Counters {
@@ -105,7 +113,7 @@ impl Metrics {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, fn(&ProtocolStats) -> u64, &str); 4] = [
+        let families: [Family; 4] = [
             (
                 "web_connections_total",
                 "counter",

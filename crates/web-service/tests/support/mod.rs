@@ -64,6 +64,13 @@ impl Harness {
         Self::start_with(test_config()).await
     }
 
+    /// Starts with [`test_config`] changed by `tweak`.
+    pub async fn start_tweaked(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = test_config();
+        tweak(&mut config);
+        Self::start_with(config).await
+    }
+
     pub async fn start_with(config: ServerConfig) -> Self {
         let gates = Gates::default();
         Self::serve(config, handler::service(gates.clone()), gates).await
