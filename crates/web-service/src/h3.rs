@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h3::error::Code;
@@ -20,6 +21,9 @@ use crate::config::ServerConfig;
 use crate::conn::{ConnInfo, ConnState, Handler, Shared, dispatch};
 use crate::metrics::Protocol;
 use crate::tls::TlsIdentity;
+
+/// How long a finished HTTP/3 connection waits for the client to close it.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 
@@ -143,6 +147,7 @@ async fn serve_connection(
         Err(e) => return tracing::debug!(error = %e, "HTTP/3 setup failed"),
     };
     let requests = TaskTracker::new();
+    let mut closing = false;
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
@@ -157,18 +162,27 @@ async fn serve_connection(
                     break;
                 }
             },
-            reason = conn.close_reason(&shared) => {
+            reason = conn.close_reason(&shared), if !closing => {
                 tracing::debug!(?reason, "closing HTTP/3 connection");
-                // GOAWAY: the client opens no new request here; in-flight ones finish.
-                if let Err(e) = h3.shutdown(0).await {
+                // RFC 9114 5.2: requests at or above the GOAWAY id count as unprocessed;
+                // h3 sends "last accepted + n", so n = 1 keeps the last accepted request
+                // among the processed ones. Accepting goes on: h3 rejects later streams
+                // with H3_REQUEST_REJECTED while in-flight requests finish.
+                if let Err(e) = h3.shutdown(1).await {
                     tracing::debug!(error = %e, "sending GOAWAY failed");
                 }
-                break;
+                closing = true;
+                requests.close();
             }
+            () = requests.wait(), if closing => break,
         }
     }
-    requests.close();
-    requests.wait().await;
+    // CONNECTION_CLOSE discards stream data the client has not acknowledged yet, such
+    // as the end of the last response: give the client a moment to close first.
+    tokio::select! {
+        _ = quic.closed() => {}
+        () = tokio::time::sleep(CLOSE_LINGER) => {}
+    }
     quic.close(VarInt::from_u32(0x100), b"");
 }
 

@@ -54,10 +54,14 @@ async fn four_parallel_64mib_uploads_on_one_h3_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_inflight_request_and_closes_websocket() {
+async fn graceful_shutdown_finishes_inflight_requests_and_closes_websocket() {
     let server = Harness::start().await;
-    let conn = Conn::connect(Proto::H2c, &server).await;
-    let (body, open) = client::gated(&conn, &server.gates).await;
+    let mut in_flight = Vec::new();
+    for proto in [Proto::H1Tls, Proto::H2c, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        let (body, open) = client::gated(&conn, &server.gates).await;
+        in_flight.push((proto, conn, body, open));
+    }
     let mut ws = wsclient::connect(&server, true, "/ws/hold").await;
     assert_eq!(
         wsclient::next_data(&mut ws).await,
@@ -81,13 +85,20 @@ async fn graceful_shutdown_finishes_inflight_request_and_closes_websocket() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // ...while the in-flight request still completes.
-    assert!(
-        !stopping.is_finished(),
-        "shutdown must wait for the in-flight request"
-    );
-    open.send(()).unwrap();
-    assert_eq!(client::text(body).await, "rest");
+    // ...while the in-flight requests still complete, on every protocol.
+    for (proto, conn, body, open) in in_flight {
+        assert!(
+            !stopping.is_finished(),
+            "shutdown must wait for the {proto:?} request"
+        );
+        open.send(()).unwrap();
+        assert_eq!(
+            timeout(WAIT, client::text(body)).await.unwrap(),
+            "rest",
+            "{proto:?}"
+        );
+        drop(conn);
+    }
     timeout(WAIT, stopping).await.unwrap().unwrap();
 }
 
@@ -244,7 +255,7 @@ async fn malformed_request_gets_400_and_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_request_head_gets_431() {
+async fn oversized_request_head_gets_431_on_every_protocol() {
     let server = Harness::start_tweaked(|c| {
         c.max_header_bytes = 16 * 1024;
     })
@@ -255,6 +266,16 @@ async fn oversized_request_head_gets_431() {
     );
     let answer = client::raw_exchange(server.http, raw.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    for proto in [Proto::H2c, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        let mut req = client::request("GET", "/pattern/1", client::empty());
+        req.headers_mut()
+            .insert("x-big", "a".repeat(20 * 1024).parse().unwrap());
+        let resp = conn.send(req).await.unwrap();
+        assert_eq!(resp.status(), 431, "{proto:?}");
+        // Only that request was refused: the connection goes on.
+        client::fetch_pattern(&conn, 10).await;
+    }
     server.stop().await;
 }
 
