@@ -40,12 +40,26 @@ pub(crate) fn bind(
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
         .map_err(|source| Error::Bind { addr, source })?;
     let size = cfg.http3.udp_socket_buffer;
-    // Larger buffers absorb bursts at full speed; the kernel may cap them.
+    // Larger buffers absorb bursts at full speed; the kernel caps them at
+    // net.core.rmem_max / wmem_max, so report what was granted.
     if let Err(e) = socket
         .set_recv_buffer_size(size)
         .and_then(|()| socket.set_send_buffer_size(size))
     {
-        tracing::debug!(error = %e, "setting UDP socket buffers failed");
+        tracing::warn!(error = %e, "setting UDP socket buffers failed");
+    }
+    let granted = (socket.recv_buffer_size(), socket.send_buffer_size());
+    if let (Ok(recv), Ok(send)) = granted {
+        if recv < size || send < size {
+            tracing::warn!(
+                requested = size,
+                recv,
+                send,
+                "UDP socket buffers capped by the kernel"
+            );
+        } else {
+            tracing::debug!(recv, send, "UDP socket buffers");
+        }
     }
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);

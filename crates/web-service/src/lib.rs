@@ -31,6 +31,31 @@
 //! WebSocket handlers call [`ws::upgrade`] and run the session with
 //! [`ws::WsUpgrade::spawn`], which the graceful shutdown tracks.
 //!
+//! # Protocols
+//!
+//! | protocol | listener | notes |
+//! |---|---|---|
+//! | HTTP/1.1 | `http`, `https` (ALPN `http/1.1`) | keep-alive, pipelining as hyper allows |
+//! | h2c | `http` | prior knowledge only (no `Upgrade: h2c`) |
+//! | HTTP/2 | `https` (ALPN `h2`) | extended CONNECT enabled |
+//! | HTTP/3 | `https` port over UDP (ALPN `h3`) | advertised by `alt-svc: h3=":PORT"` on TLS responses |
+//! | WebSocket | `ws://`, `wss://` | HTTP/1.1 upgrade, and HTTP/2 extended CONNECT (RFC 8441) on h2c and HTTP/2+TLS |
+//!
+//! Not supported: WebSocket over HTTP/3 (RFC 9220; such a request gets `400`),
+//! request trailers other than what hyper and h3 pass through, 0-RTT.
+//!
+//! # Flow control
+//!
+//! HTTP/2 windows are fixed by default ([`Http2Config`]): 4 MiB per stream, 16 MiB
+//! per connection, so one upload has a full window and four can run at full speed
+//! before any of them waits for another; hyper's adaptive window is available but
+//! sets both windows to the same estimate, which lets one unread stream block the
+//! connection (hyper issues 1813, 1960). HTTP/3 ([`Http3Config`]) uses the same sizes
+//! for QUIC stream and connection windows instead of quinn's 1.25 MB stream default
+//! (quinn issue 2262), and asks for 4 MiB UDP socket buffers. Bytes are pulled from
+//! the peer only as fast as the handler reads the [`Body`], so memory per stream is
+//! bounded by the stream window.
+//!
 //! # Limits
 //!
 //! See [`ServerConfig`]: connection limit (TCP waits in the backlog, QUIC is refused),
@@ -69,6 +94,9 @@ mod shutdown;
 mod static_files;
 mod tls;
 pub mod ws;
+
+#[cfg(test)]
+mod tests;
 
 pub use body::{Body, BodyError, BoxError};
 pub use config::{Http2Config, Http3Config, ServerConfig};
