@@ -86,7 +86,7 @@ async fn handle(mut req: Request<Body>) -> Result<Response<Body>, Infallible> {
                 upgrade.spawn(ws_count);
                 resp
             }
-            Err(e) => text(e.status(), format!("{e}\n")),
+            Err(e) => e.into_response(),
         });
     }
     let method = req.method().clone();

@@ -63,6 +63,9 @@
 //! head), idle timeout, maximum head size (`431` on HTTP/1.1), maximum body size
 //! (`413` up front from `content-length`, else [`BodyError::TooLarge`] mid-stream, which
 //! the handler maps with [`BodyError::status`]), HTTP/2 and HTTP/3 windows.
+//! With an axum `Router`, buffering extractors (`Bytes`, `String`, `Json`) still apply
+//! axum's own 2 MB `DefaultBodyLimit` (axum issue 1652); a handler that takes
+//! `axum::body::Body` streams and is bounded only by `max_body_bytes`.
 //!
 //! # Cancel safety
 //!

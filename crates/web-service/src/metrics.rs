@@ -101,8 +101,8 @@ impl Metrics {
         }
     }
 
-    /// Open connections over all protocols (WebSocket sessions excluded: they live on
-    /// an HTTP connection that is already counted until the upgrade).
+    /// Open connections over all protocols (WebSocket sessions excluded: each lives on
+    /// an HTTP/1.1 connection or HTTP/2 stream that stays counted meanwhile).
     pub fn connections_active(&self) -> u64 {
         [Protocol::Http1, Protocol::Http2, Protocol::Http3]
             .iter()

@@ -1,4 +1,5 @@
-//! WebSocket over HTTP/2 extended CONNECT (RFC 8441), on h2c and HTTP/2 over TLS.
+//! WebSocket beyond the protocol matrix: HTTP/2 extended CONNECT (RFC 8441) on h2c and
+//! HTTP/2 over TLS, and clear refusals (HTTP/3, bad version, missing key).
 
 mod support;
 
@@ -104,5 +105,24 @@ async fn websocket_request_over_h3_is_refused_clearly() {
         wsclient::close_frame(&mut ws).await.map(|f| f.code),
         Some(CloseCode::Normal)
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_websocket_upgrades_get_clear_4xx() {
+    let server = Harness::start().await;
+    let head =
+        "GET /ws/sha256 HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n";
+    let old = format!(
+        "{head}sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 8\r\nconnection: close\r\n\r\n"
+    );
+    let answer = client::raw_exchange(server.http, old.as_bytes())
+        .await
+        .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 426"), "{answer}");
+    assert!(answer.contains("sec-websocket-version: 13"), "{answer}");
+    let keyless = format!("{head}sec-websocket-version: 13\r\nconnection: close\r\n\r\n");
+    let answer = client::raw_exchange(server.http, keyless.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     server.stop().await;
 }
