@@ -167,8 +167,9 @@ impl WsUpgrade {
                 Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
             };
             let _session = ConnGuard::new(metrics, Protocol::WebSocket);
-            // The connection slot stays taken while the session lives.
-            let _conn = conn;
+            // The connection slot stays taken, and an HTTP/2 connection carrying the
+            // session is not idle, while the session lives.
+            let _active = conn.hold_active();
             let config = WebSocketConfig::default()
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));

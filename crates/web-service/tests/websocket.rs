@@ -17,7 +17,18 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use web_service::Protocol;
 
-async fn extended_connect<T>(io: T) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>
+type H2Send = hyper::client::conn::http2::SendRequest<client::ReqBody>;
+type H2Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn extended_connect<T>(io: T) -> H2Ws
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    extended_connect_keep(io).await.1
+}
+
+/// Opens a WebSocket by extended CONNECT and keeps the connection for more requests.
+async fn extended_connect_keep<T>(io: T) -> (H2Send, H2Ws)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -44,12 +55,18 @@ where
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200, "extended CONNECT accepted");
     let upgraded = hyper::upgrade::on(resp).await.unwrap();
-    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
+    (
+        send,
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await,
+    )
 }
 
-async fn upload_over(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) {
+async fn upload_over(ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) {
+    upload_n(ws, 8 * 1024 * 1024).await;
+}
+
+async fn upload_n(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, total: u64) {
     use futures_util::{SinkExt, StreamExt};
-    let total = 8 * 1024 * 1024;
     let mut chunks = Box::pin(pattern::stream(total));
     while let Some(Ok(chunk)) = chunks.next().await {
         ws.send(Message::Binary(chunk)).await.unwrap();
@@ -74,6 +91,23 @@ async fn websocket_over_h2c_extended_connect() {
         m.stats(Protocol::WebSocket).connections_total == 1
     })
     .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_session_keeps_its_h2_connection_from_idling_out() {
+    let server =
+        Harness::start_tweaked(|c| c.idle_timeout = std::time::Duration::from_millis(300)).await;
+    let (mut send, ws) =
+        extended_connect_keep(TcpStream::connect(server.http).await.unwrap()).await;
+    // Quiet for longer than the idle timeout: the session still counts as activity,
+    // so the connection got no GOAWAY and takes new requests.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let resp = send
+        .send_request(client::request("GET", "/pattern/1", client::empty()))
+        .await;
+    assert_eq!(resp.expect("connection still open").status(), 200);
+    upload_n(ws, CHUNK as u64).await;
     server.stop().await;
 }
 
