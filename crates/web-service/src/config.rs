@@ -7,9 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Connections (TCP and QUIC together) served at once. Beyond it, TCP connections
-    /// wait in the kernel's accept backlog until a slot frees (the client sees a
-    /// completed TCP handshake and no answer yet); QUIC connections are refused at once
-    /// (`CONNECTION_REFUSED`).
+    /// wait unanswered until a slot frees: one per listener is accepted and held, the
+    /// rest wait in the kernel's accept backlog (either way the client sees a completed
+    /// TCP handshake and no answer yet, and a TLS client a handshake that has not
+    /// started). QUIC connections are refused at once (`CONNECTION_REFUSED`).
     pub max_connections: usize,
     /// Time a new connection has to finish its TLS handshake and send its first request
     /// head; on HTTP/1.1 also the limit for each later request head (slowloris defence).

@@ -128,11 +128,11 @@ async fn connection_limit_holds() {
         c.max_connections = 2;
     })
     .await;
+    // Each connection sends its first request at once (before the header timeout).
     let a = Conn::connect(Proto::H1, &server).await;
+    client::fetch_pattern(&a, 10).await;
     let b = Conn::connect(Proto::H2Tls, &server).await;
-    for conn in [&a, &b] {
-        client::fetch_pattern(conn, 10).await;
-    }
+    client::fetch_pattern(&b, 10).await;
     // A QUIC connection beyond the limit is refused at once.
     let refused = client::quic_connect(server.https, &server.cert).await;
     assert!(
@@ -149,8 +149,9 @@ async fn connection_limit_holds() {
     let early = timeout(Duration::from_millis(500), third.read(&mut buf)).await;
     assert!(
         early.is_err(),
-        "served beyond the connection limit: {early:?} {:?}",
-        String::from_utf8_lossy(&buf)
+        "served beyond the connection limit: {early:?} {:?} h1={:?}",
+        String::from_utf8_lossy(&buf),
+        server.metrics.stats(Protocol::Http1),
     );
     assert_eq!(server.metrics.connections_active(), 2);
     // ...until a slot frees.
@@ -162,6 +163,20 @@ async fn connection_limit_holds() {
         String::from_utf8_lossy(&buf[..n])
     );
     drop(b);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_listener_reserves_no_connection_slot() {
+    // Regression: each accept loop used to take a slot before `accept`, so the idle
+    // cleartext listener kept one of the two slots and the second TLS client hung.
+    let server = Harness::start_tweaked(|c| c.max_connections = 2).await;
+    let first = Conn::connect(Proto::H2Tls, &server).await;
+    client::fetch_pattern(&first, 10).await;
+    let second = timeout(WAIT, Conn::connect(Proto::H2Tls, &server))
+        .await
+        .expect("second slot free");
+    client::fetch_pattern(&second, 10).await;
     server.stop().await;
 }
 

@@ -49,13 +49,14 @@ fn identity() -> TlsIdentity {
         .clone()
 }
 
-/// Small timeouts so lifecycle tests finish quickly; the header timeout leaves room
-/// for a loaded machine between a client's connect and its first request (the
-/// slowloris tests shorten it to 300 ms).
+/// Small timeouts so lifecycle tests finish quickly, with room for a loaded machine:
+/// 2 s between a client's connect and its first request (the slowloris tests shorten
+/// it to 300 ms), and an idle timeout no test reaches by accident (a test stalled on
+/// a busy CI machine once took 10 s, idling out a connection it still needed).
 pub fn test_config() -> ServerConfig {
     ServerConfig {
         header_read_timeout: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(5),
         ..ServerConfig::default()
     }
