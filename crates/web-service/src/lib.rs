@@ -60,7 +60,7 @@
 //!
 //! See [`ServerConfig`]: connection limit (TCP waits in the backlog, QUIC is refused),
 //! header-read timeout (TLS handshake plus first request head; every later HTTP/1.1
-//! head), idle timeout, maximum head size (`431` on HTTP/1.1), maximum body size
+//! head), idle timeout, maximum head size (`431`), maximum body size
 //! (`413` up front from `content-length`, else [`BodyError::TooLarge`] mid-stream, which
 //! the handler maps with [`BodyError::status`]), HTTP/2 and HTTP/3 windows.
 //! With an axum `Router`, buffering extractors (`Bytes`, `String`, `Json`) still apply
@@ -70,11 +70,12 @@
 //! # Cancel safety
 //!
 //! What a client sees when the handler's response body fails mid-way (returns an
-//! error) or the handler's task is dropped by a forced shutdown:
+//! error, e.g. because the handler dropped the sender feeding it):
 //!
 //! * **HTTP/1.1**: the connection is closed. A chunked response lacks its terminating
-//!   `0\r\n\r\n` chunk; a response with `content-length` arrives short. Either way the
-//!   client can tell the body is incomplete.
+//!   `0\r\n\r\n` chunk; a response with `content-length` arrives short; if the
+//!   failure came before anything was flushed, the connection closes before a complete
+//!   response head. Either way the client can tell the response is incomplete.
 //! * **HTTP/2**: the stream is reset (`RST_STREAM` with `INTERNAL_ERROR`); other
 //!   streams on the connection go on.
 //! * **HTTP/3**: the request stream is reset (`H3_INTERNAL_ERROR`); other streams go on.
@@ -82,6 +83,10 @@
 //!   connection without a Close frame (the client sees an abnormal closure, 1006);
 //!   a handler that wants a clean end sends Close (e.g. 1011 on errors, 1001 when
 //!   [`ShutdownSignal`] fires).
+//!
+//! At the drain deadline of a shutdown every remaining task is dropped: TCP
+//! connections close (HTTP/2 clients already had GOAWAY when the drain began), QUIC
+//! connections close, and clients see the same incomplete responses as above.
 //!
 //! A handler that stops reading a request body does not harm other streams: HTTP/2
 //! and HTTP/3 stop granting that stream credit, and the body is reset when dropped.
