@@ -4,8 +4,10 @@
 //! number), prints `READY http=127.0.0.1:P1 https=127.0.0.1:P2`, and serves:
 //! `POST /discard…` (answers `<byte count>\n`), `POST /echo…` (streams the body
 //! back), `GET /bytes/N` (N zero bytes) and a WebSocket on `/ws…` (binary messages
-//! until an empty one or Close, then a text `<byte count>` and Close 1000).
-//! Exits gracefully on SIGTERM/SIGINT or when stdin reaches EOF.
+//! until an empty one or Close, then a text `<byte count>` and Close 1000; after a
+//! client's Close, RFC 6455 allows no more data, so that Close is only answered).
+//! Exits gracefully on SIGTERM/SIGINT or when stdin reaches EOF (sessions get Close
+//! 1001 on shutdown).
 
 use std::convert::Infallible;
 use std::io::Write as _;
