@@ -166,7 +166,12 @@ async fn ws_count(mut ws: WebSocket, shutdown: ShutdownSignal) {
         match msg {
             Some(Ok(Message::Binary(data))) if data.is_empty() => break,
             Some(Ok(Message::Binary(data))) => count += data.len() as u64,
-            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite queued the Close reply; reading on flushes it and ends.
+                while let Some(Ok(_)) = ws.next().await {}
+                return;
+            }
+            None => return,
             Some(Ok(_)) => {}
             Some(Err(e)) => return tracing::debug!(error = %e, "websocket read failed"),
         }
