@@ -4,8 +4,10 @@
 //! number), prints `READY http=127.0.0.1:P1 https=127.0.0.1:P2`, and serves:
 //! `POST /discard…` (answers `<byte count>\n`), `POST /echo…` (streams the body
 //! back), `GET /bytes/N` (N zero bytes) and a WebSocket on `/ws…` (binary messages
-//! until an empty one or Close, then a text `<byte count>` and Close 1000).
-//! Exits gracefully on SIGTERM/SIGINT or when stdin reaches EOF.
+//! until an empty one or Close, then a text `<byte count>` and Close 1000; after a
+//! client's Close, RFC 6455 allows no more data, so that Close is only answered).
+//! Exits gracefully on SIGTERM/SIGINT or when stdin reaches EOF (sessions get Close
+//! 1001 on shutdown).
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -86,7 +88,7 @@ async fn handle(mut req: Request<Body>) -> Result<Response<Body>, Infallible> {
                 upgrade.spawn(ws_count);
                 resp
             }
-            Err(e) => text(e.status(), format!("{e}\n")),
+            Err(e) => e.into_response(),
         });
     }
     let method = req.method().clone();
@@ -164,7 +166,12 @@ async fn ws_count(mut ws: WebSocket, shutdown: ShutdownSignal) {
         match msg {
             Some(Ok(Message::Binary(data))) if data.is_empty() => break,
             Some(Ok(Message::Binary(data))) => count += data.len() as u64,
-            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite queued the Close reply; reading on flushes it and ends.
+                while let Some(Ok(_)) = ws.next().await {}
+                return;
+            }
+            None => return,
             Some(Ok(_)) => {}
             Some(Err(e)) => return tracing::debug!(error = %e, "websocket read failed"),
         }

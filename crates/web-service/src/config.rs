@@ -7,9 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Connections (TCP and QUIC together) served at once. Beyond it, TCP connections
-    /// wait in the kernel's accept backlog until a slot frees (the client sees a
-    /// completed TCP handshake and no answer yet); QUIC connections are refused at once
-    /// (`CONNECTION_REFUSED`).
+    /// wait unanswered until a slot frees: one per listener is accepted and held, the
+    /// rest wait in the kernel's accept backlog (either way the client sees a completed
+    /// TCP handshake and no answer yet, and a TLS client a handshake that has not
+    /// started). QUIC connections are refused at once (`CONNECTION_REFUSED`).
     pub max_connections: usize,
     /// Time a new connection has to finish its TLS handshake and send its first request
     /// head; on HTTP/1.1 also the limit for each later request head (slowloris defence).
@@ -17,8 +18,9 @@ pub struct ServerConfig {
     /// A connection with no request in flight for this long is closed (GOAWAY on
     /// HTTP/2 and HTTP/3); on QUIC this is also the transport idle timeout.
     pub idle_timeout: Duration,
-    /// Largest request head accepted: HTTP/1.1 answers `431`, HTTP/2 and HTTP/3 refuse
-    /// the header block.
+    /// Largest request head accepted. Beyond it HTTP/1.1 answers `431` and closes the
+    /// connection; HTTP/2 and HTTP/3 answer `431` on that stream only (HTTP/2 sends
+    /// GOAWAY `ENHANCE_YOUR_CALM` instead past four times the limit: h2's abuse guard).
     pub max_header_bytes: usize,
     /// Request bodies larger than this are refused with `413` (when `content-length`
     /// announces it) or end in [`crate::BodyError::TooLarge`] mid-stream. `None`: no limit.
@@ -26,8 +28,8 @@ pub struct ServerConfig {
     /// After a shutdown starts, in-flight requests and WebSocket sessions get this long
     /// before their connections are closed by force.
     pub drain_timeout: Duration,
-    /// `SO_RCVBUF`/`SO_SNDBUF` for accepted TCP sockets; `None` keeps the kernel's
-    /// autotuning, which measured best on loopback.
+    /// `SO_RCVBUF`/`SO_SNDBUF` for accepted TCP sockets; `None` keeps Linux's
+    /// per-connection autotuning (a fixed size turns it off for that socket).
     pub tcp_socket_buffer: Option<usize>,
     /// HTTP/2 flow control and concurrency.
     pub http2: Http2Config,

@@ -176,6 +176,13 @@ impl ConnState {
                 >= u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Keeps the connection from counting as idle while the guard lives (an upgraded
+    /// WebSocket on an HTTP/2 stream).
+    pub(crate) fn hold_active(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+
     pub(crate) fn request_finished(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since_ms
@@ -221,6 +228,16 @@ impl ConnState {
 }
 
 const NO_HEAD: u64 = u64::MAX;
+
+/// See [`ConnState::hold_active`].
+#[derive(Debug)]
+pub(crate) struct ActiveGuard(Arc<ConnState>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
 
 /// Lets `ws::upgrade` reach the server that received the request.
 #[derive(Debug, Clone)]

@@ -56,13 +56,6 @@ pub(crate) async fn accept_loop(
     let builder = Arc::new(builder(&shared.config));
     let graceful = shared.lifecycle.graceful().clone();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = graceful.cancelled() => return,
-        };
         let (stream, remote_addr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -72,6 +65,18 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            },
+            () = graceful.cancelled() => return,
+        };
+        // Accept first, then wait for a slot: a permit taken before `accept` would sit
+        // reserved for this listener while others starve. While it waits, this one
+        // socket is held unanswered and no further one is accepted (the rest queue in
+        // the kernel backlog), so connections never exceed the limit by more than
+        // one held socket per listener.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
             },
             () = graceful.cancelled() => return,
         };

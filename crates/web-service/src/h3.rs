@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h3::error::Code;
@@ -21,6 +22,9 @@ use crate::conn::{ConnInfo, ConnState, Handler, Shared, dispatch};
 use crate::metrics::Protocol;
 use crate::tls::TlsIdentity;
 
+/// How long a finished HTTP/3 connection waits for the client to close it.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 
 /// Binds the UDP socket (with the configured buffers) and the QUIC endpoint.
@@ -36,12 +40,26 @@ pub(crate) fn bind(
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
         .map_err(|source| Error::Bind { addr, source })?;
     let size = cfg.http3.udp_socket_buffer;
-    // Larger buffers absorb bursts at full speed; the kernel may cap them.
+    // Larger buffers absorb bursts at full speed; the kernel caps them at
+    // net.core.rmem_max / wmem_max, so report what was granted.
     if let Err(e) = socket
         .set_recv_buffer_size(size)
         .and_then(|()| socket.set_send_buffer_size(size))
     {
-        tracing::debug!(error = %e, "setting UDP socket buffers failed");
+        tracing::warn!(error = %e, "setting UDP socket buffers failed");
+    }
+    let granted = (socket.recv_buffer_size(), socket.send_buffer_size());
+    if let (Ok(recv), Ok(send)) = granted {
+        if recv < size || send < size {
+            tracing::warn!(
+                requested = size,
+                recv,
+                send,
+                "UDP socket buffers capped by the kernel"
+            );
+        } else {
+            tracing::debug!(recv, send, "UDP socket buffers");
+        }
     }
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);
@@ -143,6 +161,7 @@ async fn serve_connection(
         Err(e) => return tracing::debug!(error = %e, "HTTP/3 setup failed"),
     };
     let requests = TaskTracker::new();
+    let mut closing = false;
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
@@ -157,18 +176,27 @@ async fn serve_connection(
                     break;
                 }
             },
-            reason = conn.close_reason(&shared) => {
+            reason = conn.close_reason(&shared), if !closing => {
                 tracing::debug!(?reason, "closing HTTP/3 connection");
-                // GOAWAY: the client opens no new request here; in-flight ones finish.
-                if let Err(e) = h3.shutdown(0).await {
+                // RFC 9114 5.2: requests at or above the GOAWAY id count as unprocessed;
+                // h3 sends "last accepted + n", so n = 1 keeps the last accepted request
+                // among the processed ones. Accepting goes on: h3 rejects later streams
+                // with H3_REQUEST_REJECTED while in-flight requests finish.
+                if let Err(e) = h3.shutdown(1).await {
                     tracing::debug!(error = %e, "sending GOAWAY failed");
                 }
-                break;
+                closing = true;
+                requests.close();
             }
+            () = requests.wait(), if closing => break,
         }
     }
-    requests.close();
-    requests.wait().await;
+    // CONNECTION_CLOSE discards stream data the client has not acknowledged yet, such
+    // as the end of the last response: give the client a moment to close first.
+    tokio::select! {
+        _ = quic.closed() => {}
+        () = tokio::time::sleep(CLOSE_LINGER) => {}
+    }
     quic.close(VarInt::from_u32(0x100), b"");
 }
 

@@ -31,22 +31,51 @@
 //! WebSocket handlers call [`ws::upgrade`] and run the session with
 //! [`ws::WsUpgrade::spawn`], which the graceful shutdown tracks.
 //!
+//! # Protocols
+//!
+//! | protocol | listener | notes |
+//! |---|---|---|
+//! | HTTP/1.1 | `http`, `https` (ALPN `http/1.1`) | keep-alive, pipelining as hyper allows |
+//! | h2c | `http` | prior knowledge only (no `Upgrade: h2c`) |
+//! | HTTP/2 | `https` (ALPN `h2`) | extended CONNECT enabled |
+//! | HTTP/3 | `https` port over UDP (ALPN `h3`) | advertised by `alt-svc: h3=":PORT"` on TLS responses |
+//! | WebSocket | `ws://`, `wss://` | HTTP/1.1 upgrade, and HTTP/2 extended CONNECT (RFC 8441) on h2c and HTTP/2+TLS |
+//!
+//! Not supported: WebSocket over HTTP/3 (RFC 9220; such a request gets `400`),
+//! request trailers other than what hyper and h3 pass through, 0-RTT.
+//!
+//! # Flow control
+//!
+//! HTTP/2 windows are fixed by default ([`Http2Config`]): 4 MiB per stream, 16 MiB
+//! per connection, so one upload has a full window and four can run at full speed
+//! before any of them waits for another; hyper's adaptive window is available but
+//! sets both windows to the same estimate, which lets one unread stream block the
+//! connection (hyper issues 1813, 1960). HTTP/3 ([`Http3Config`]) uses the same sizes
+//! for QUIC stream and connection windows instead of quinn's 1.25 MB stream default
+//! (quinn issue 2262), and asks for 4 MiB UDP socket buffers. Bytes are pulled from
+//! the peer only as fast as the handler reads the [`Body`], so memory per stream is
+//! bounded by the stream window.
+//!
 //! # Limits
 //!
 //! See [`ServerConfig`]: connection limit (TCP waits in the backlog, QUIC is refused),
 //! header-read timeout (TLS handshake plus first request head; every later HTTP/1.1
-//! head), idle timeout, maximum head size (`431` on HTTP/1.1), maximum body size
+//! head), idle timeout, maximum head size (`431`), maximum body size
 //! (`413` up front from `content-length`, else [`BodyError::TooLarge`] mid-stream, which
 //! the handler maps with [`BodyError::status`]), HTTP/2 and HTTP/3 windows.
+//! With an axum `Router`, buffering extractors (`Bytes`, `String`, `Json`) still apply
+//! axum's own 2 MB `DefaultBodyLimit` (axum issue 1652); a handler that takes
+//! `axum::body::Body` streams and is bounded only by `max_body_bytes`.
 //!
 //! # Cancel safety
 //!
 //! What a client sees when the handler's response body fails mid-way (returns an
-//! error) or the handler's task is dropped by a forced shutdown:
+//! error, e.g. because the handler dropped the sender feeding it):
 //!
 //! * **HTTP/1.1**: the connection is closed. A chunked response lacks its terminating
-//!   `0\r\n\r\n` chunk; a response with `content-length` arrives short. Either way the
-//!   client can tell the body is incomplete.
+//!   `0\r\n\r\n` chunk; a response with `content-length` arrives short; if the
+//!   failure came before anything was flushed, the connection closes before a complete
+//!   response head. Either way the client can tell the response is incomplete.
 //! * **HTTP/2**: the stream is reset (`RST_STREAM` with `INTERNAL_ERROR`); other
 //!   streams on the connection go on.
 //! * **HTTP/3**: the request stream is reset (`H3_INTERNAL_ERROR`); other streams go on.
@@ -54,6 +83,10 @@
 //!   connection without a Close frame (the client sees an abnormal closure, 1006);
 //!   a handler that wants a clean end sends Close (e.g. 1011 on errors, 1001 when
 //!   [`ShutdownSignal`] fires).
+//!
+//! At the drain deadline of a shutdown every remaining task is dropped: TCP
+//! connections close (HTTP/2 clients already had GOAWAY when the drain began), QUIC
+//! connections close, and clients see the same incomplete responses as above.
 //!
 //! A handler that stops reading a request body does not harm other streams: HTTP/2
 //! and HTTP/3 stop granting that stream credit, and the body is reset when dropped.
@@ -69,6 +102,9 @@ mod shutdown;
 mod static_files;
 mod tls;
 pub mod ws;
+
+#[cfg(test)]
+mod tests;
 
 pub use body::{Body, BodyError, BoxError};
 pub use config::{Http2Config, Http3Config, ServerConfig};

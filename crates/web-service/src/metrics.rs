@@ -47,6 +47,14 @@ impl Protocol {
     }
 }
 
+/// One per-protocol metric family: name, type, value, help text.
+type Family = (
+    &'static str,
+    &'static str,
+    fn(&ProtocolStats) -> u64,
+    &'static str,
+);
+
 /// Counters of one protocol.
 #[derive(Debug, Default)]
 struct Counters {
@@ -93,8 +101,8 @@ impl Metrics {
         }
     }
 
-    /// Open connections over all protocols (WebSocket sessions excluded: they live on
-    /// an HTTP connection that is already counted until the upgrade).
+    /// Open connections over all protocols (WebSocket sessions excluded: each lives on
+    /// an HTTP/1.1 connection or HTTP/2 stream that stays counted meanwhile).
     pub fn connections_active(&self) -> u64 {
         [Protocol::Http1, Protocol::Http2, Protocol::Http3]
             .iter()
@@ -105,7 +113,7 @@ impl Metrics {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, fn(&ProtocolStats) -> u64, &str); 4] = [
+        let families: [Family; 4] = [
             (
                 "web_connections_total",
                 "counter",
@@ -174,32 +182,60 @@ impl Metrics {
     }
 }
 
-/// Counts one open connection (or WebSocket session) until dropped.
+/// What a [`Tally`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Connections,
+    Requests,
+}
+
+/// Counts one connection or request (total and active) until dropped.
 #[derive(Debug)]
-pub(crate) struct ConnGuard {
+struct Tally {
     metrics: Arc<Metrics>,
     protocol: Protocol,
+    kind: Kind,
 }
+
+impl Tally {
+    fn new(metrics: Arc<Metrics>, protocol: Protocol, kind: Kind) -> Self {
+        let tally = Self {
+            metrics,
+            protocol,
+            kind,
+        };
+        let (total, active) = tally.counters();
+        total.fetch_add(1, Relaxed);
+        active.fetch_add(1, Relaxed);
+        tally
+    }
+
+    fn counters(&self) -> (&AtomicU64, &AtomicU64) {
+        let c = self.metrics.counters(self.protocol);
+        match self.kind {
+            Kind::Connections => (&c.connections_total, &c.connections_active),
+            Kind::Requests => (&c.requests_total, &c.requests_active),
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.counters().1.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Counts one open connection (or WebSocket session) until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnGuard(Tally);
 
 impl ConnGuard {
     pub(crate) fn new(metrics: Arc<Metrics>, protocol: Protocol) -> Self {
-        let c = metrics.counters(protocol);
-        c.connections_total.fetch_add(1, Relaxed);
-        c.connections_active.fetch_add(1, Relaxed);
-        Self { metrics, protocol }
+        Self(Tally::new(metrics, protocol, Kind::Connections))
     }
 
     pub(crate) fn protocol(&self) -> Protocol {
-        self.protocol
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.metrics
-            .counters(self.protocol)
-            .connections_active
-            .fetch_sub(1, Relaxed);
+        self.0.protocol
     }
 }
 
@@ -207,20 +243,15 @@ impl Drop for ConnGuard {
 /// from being closed as idle meanwhile.
 #[derive(Debug)]
 pub(crate) struct RequestGuard {
-    metrics: Arc<Metrics>,
-    protocol: Protocol,
+    _tally: Tally,
     conn: Arc<ConnState>,
 }
 
 impl RequestGuard {
     pub(crate) fn new(metrics: Arc<Metrics>, protocol: Protocol, conn: Arc<ConnState>) -> Self {
-        let c = metrics.counters(protocol);
-        c.requests_total.fetch_add(1, Relaxed);
-        c.requests_active.fetch_add(1, Relaxed);
         conn.request_started(&metrics, protocol);
         Self {
-            metrics,
-            protocol,
+            _tally: Tally::new(metrics, protocol, Kind::Requests),
             conn,
         }
     }
@@ -228,10 +259,6 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.metrics
-            .counters(self.protocol)
-            .requests_active
-            .fetch_sub(1, Relaxed);
         self.conn.request_finished();
     }
 }

@@ -46,11 +46,7 @@ impl Server {
         let mut alt_svc = None;
         let https = match listen.https {
             Some((addr, identity)) => {
-                let tcp = bind_tcp(addr).await?;
-                let bound = tcp
-                    .local_addr()
-                    .map_err(|source| Error::Bind { addr, source })?;
-                let quic = h3::bind(bound, &identity, &config)?;
+                let (tcp, bound, quic) = bind_tcp_and_quic(addr, &identity, &config).await?;
                 alt_svc =
                     HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", bound.port())).ok();
                 Some((tcp, TlsAcceptor::from(identity.tcp_config()?), quic))
@@ -165,6 +161,33 @@ impl std::fmt::Debug for Server {
             .field("http", &self.http_addr())
             .field("https", &self.https_addr())
             .finish_non_exhaustive()
+    }
+}
+
+/// Binds TLS-over-TCP and QUIC on one port number. With port 0 the kernel picks the
+/// TCP port, whose UDP twin may be taken: then another TCP port is tried.
+async fn bind_tcp_and_quic(
+    addr: SocketAddr,
+    identity: &TlsIdentity,
+    config: &ServerConfig,
+) -> Result<(TcpListener, SocketAddr, quinn::Endpoint), Error> {
+    let mut attempts = 0;
+    loop {
+        let tcp = bind_tcp(addr).await?;
+        let bound = tcp
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        match h3::bind(bound, identity, config) {
+            Ok(quic) => return Ok((tcp, bound, quic)),
+            Err(Error::Bind { source, .. })
+                if addr.port() == 0
+                    && source.kind() == std::io::ErrorKind::AddrInUse
+                    && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

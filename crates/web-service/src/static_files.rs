@@ -72,7 +72,7 @@ impl Service<Request<Body>> for StaticFiles {
 }
 
 /// A weak validator from the file's modification time and full length.
-fn etag_of(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn etag_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let modified = headers.get(LAST_MODIFIED)?.to_str().ok()?;
     let total = match headers.get(CONTENT_RANGE) {
         Some(range) => range.to_str().ok()?.rsplit('/').next()?.to_owned(),
@@ -87,7 +87,7 @@ fn httpdate_digits(date: &str) -> String {
     date.chars().filter(char::is_ascii_alphanumeric).collect()
 }
 
-fn matches_etag(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+pub(crate) fn matches_etag(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
     let Ok(list) = if_none_match.to_str() else {
         return false;
     };

@@ -56,6 +56,18 @@ impl WsError {
             _ => StatusCode::BAD_REQUEST,
         }
     }
+
+    /// The refusal to send: [`WsError::status`], a text body, and for a bad version the
+    /// `Sec-WebSocket-Version: 13` that RFC 6455 4.4 asks for.
+    pub fn into_response(self) -> Response<Body> {
+        let mut resp = Response::new(Body::from(format!("{self}\n")));
+        *resp.status_mut() = self.status();
+        if matches!(self, Self::BadVersion) {
+            resp.headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        resp
+    }
 }
 
 /// Whether `req` asks for a WebSocket (HTTP/1.1 upgrade or HTTP/2 extended CONNECT).
@@ -155,8 +167,9 @@ impl WsUpgrade {
                 Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
             };
             let _session = ConnGuard::new(metrics, Protocol::WebSocket);
-            // The connection slot stays taken while the session lives.
-            let _conn = conn;
+            // The connection slot stays taken, and an HTTP/2 connection carrying the
+            // session is not idle, while the session lives.
+            let _active = conn.hold_active();
             let config = WebSocketConfig::default()
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));

@@ -27,16 +27,7 @@ fn rss_kib() -> u64 {
 
 async fn idle_connection(addr: std::net::SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /pattern/1 HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while !out.ends_with(b"0\r\n\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the response ended");
-        out.extend_from_slice(&buf[..n]);
-    }
+    client::raw_get_ok(&mut tcp).await;
     tcp
 }
 
@@ -83,11 +74,7 @@ async fn holds_4096_idle_connections_and_keeps_serving() {
 
     // Still serving, over a new connection of another protocol.
     let conn = Conn::connect(Proto::H2c, &server).await;
-    let resp = conn
-        .send(client::request("GET", "/pattern/100", client::empty()))
-        .await
-        .unwrap();
-    assert_eq!(client::digest(resp.into_body()).await.0, 100);
+    client::fetch_pattern(&conn, 100).await;
     // And every idle connection is still open and usable.
     for tcp in held.iter_mut().step_by(512) {
         tcp.write_all(b"GET /pattern/1 HTTP/1.1\r\nhost: x\r\n\r\n")

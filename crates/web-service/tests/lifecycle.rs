@@ -10,13 +10,16 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use support::client::{self, Conn, Proto};
 use support::pattern::{self, MIB64};
-use support::{Harness, WAIT, eventually, test_config, wsclient};
+use support::{Harness, WAIT, eventually, wsclient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use web_service::{Protocol, ServerConfig};
+use web_service::Protocol;
+
+/// Header timeout of the slowloris tests.
+const SHORT_HEADER_TIMEOUT: Duration = Duration::from_millis(300);
 
 async fn parallel_uploads(proto: Proto) {
     let server = Harness::start().await;
@@ -54,23 +57,14 @@ async fn four_parallel_64mib_uploads_on_one_h3_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_inflight_request_and_closes_websocket() {
+async fn graceful_shutdown_finishes_inflight_requests_and_closes_websocket() {
     let server = Harness::start().await;
-    let conn = Conn::connect(Proto::H2c, &server).await;
-    let (id, open) = server.gates.gate();
-    let resp = conn
-        .send(client::request(
-            "GET",
-            &format!("/gated/{id}"),
-            client::empty(),
-        ))
-        .await
-        .unwrap();
-    let mut body = resp.into_body();
-    assert_eq!(
-        &timeout(WAIT, body.next()).await.unwrap().unwrap().unwrap()[..],
-        b"first"
-    );
+    let mut in_flight = Vec::new();
+    for proto in [Proto::H1Tls, Proto::H2c, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        let (body, open) = client::gated(&conn, &server.gates).await;
+        in_flight.push((proto, conn, body, open));
+    }
     let mut ws = wsclient::connect(&server, true, "/ws/hold").await;
     assert_eq!(
         wsclient::next_data(&mut ws).await,
@@ -94,38 +88,31 @@ async fn graceful_shutdown_finishes_inflight_request_and_closes_websocket() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // ...while the in-flight request still completes.
-    assert!(
-        !stopping.is_finished(),
-        "shutdown must wait for the in-flight request"
-    );
-    open.send(()).unwrap();
-    assert_eq!(client::text(body).await, "rest");
+    // ...while the in-flight requests still complete, on every protocol.
+    for (proto, conn, body, open) in in_flight {
+        assert!(
+            !stopping.is_finished(),
+            "shutdown must wait for the {proto:?} request"
+        );
+        open.send(()).unwrap();
+        assert_eq!(
+            timeout(WAIT, client::text(body)).await.unwrap(),
+            "rest",
+            "{proto:?}"
+        );
+        drop(conn);
+    }
     timeout(WAIT, stopping).await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_deadline_force_closes_stuck_requests() {
-    let config = ServerConfig {
-        drain_timeout: Duration::from_millis(300),
-        ..test_config()
-    };
-    let server = Harness::start_with(config).await;
+    let server = Harness::start_tweaked(|c| {
+        c.drain_timeout = Duration::from_millis(300);
+    })
+    .await;
     let conn = Conn::connect(Proto::H1, &server).await;
-    let (id, _never_opened) = server.gates.gate();
-    let resp = conn
-        .send(client::request(
-            "GET",
-            &format!("/gated/{id}"),
-            client::empty(),
-        ))
-        .await
-        .unwrap();
-    let mut body = resp.into_body();
-    assert_eq!(
-        &timeout(WAIT, body.next()).await.unwrap().unwrap().unwrap()[..],
-        b"first"
-    );
+    let (mut body, _never_opened) = client::gated(&conn, &server.gates).await;
     timeout(WAIT, server.stop()).await.unwrap();
     // The connection was closed mid-body: the client sees an error, not a clean end.
     let rest = timeout(WAIT, body.next()).await.unwrap();
@@ -137,21 +124,15 @@ async fn drain_deadline_force_closes_stuck_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_holds() {
-    let config = ServerConfig {
-        max_connections: 2,
-        ..test_config()
-    };
-    let server = Harness::start_with(config).await;
+    let server = Harness::start_tweaked(|c| {
+        c.max_connections = 2;
+    })
+    .await;
+    // Each connection sends its first request at once (before the header timeout).
     let a = Conn::connect(Proto::H1, &server).await;
+    client::fetch_pattern(&a, 10).await;
     let b = Conn::connect(Proto::H2Tls, &server).await;
-    for conn in [&a, &b] {
-        let resp = conn
-            .send(client::request("GET", "/pattern/10", client::empty()))
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        client::digest(resp.into_body()).await;
-    }
+    client::fetch_pattern(&b, 10).await;
     // A QUIC connection beyond the limit is refused at once.
     let refused = client::quic_connect(server.https, &server.cert).await;
     assert!(
@@ -168,8 +149,9 @@ async fn connection_limit_holds() {
     let early = timeout(Duration::from_millis(500), third.read(&mut buf)).await;
     assert!(
         early.is_err(),
-        "served beyond the connection limit: {early:?} {:?}",
-        String::from_utf8_lossy(&buf)
+        "served beyond the connection limit: {early:?} {:?} h1={:?}",
+        String::from_utf8_lossy(&buf),
+        server.metrics.stats(Protocol::Http1),
     );
     assert_eq!(server.metrics.connections_active(), 2);
     // ...until a slot frees.
@@ -185,38 +167,34 @@ async fn connection_limit_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_listener_reserves_no_connection_slot() {
+    // Regression: each accept loop used to take a slot before `accept`, so the idle
+    // cleartext listener kept one of the two slots and the second TLS client hung.
+    let server = Harness::start_tweaked(|c| c.max_connections = 2).await;
+    let first = Conn::connect(Proto::H2Tls, &server).await;
+    client::fetch_pattern(&first, 10).await;
+    let second = timeout(WAIT, Conn::connect(Proto::H2Tls, &server))
+        .await
+        .expect("second slot free");
+    client::fetch_pattern(&second, 10).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_closed_after_header_timeout_while_others_are_served() {
-    let server = Harness::start().await;
+    let server = Harness::start_tweaked(|c| c.header_read_timeout = SHORT_HEADER_TIMEOUT).await;
     let mut slow = TcpStream::connect(server.http).await.unwrap();
     slow.write_all(b"GET /pattern/1 HTTP/1.1\r\nhost: x\r\nx-slow: ")
         .await
         .unwrap();
     let mut silent_tls = TcpStream::connect(server.https).await.unwrap();
-    // The slow client keeps trickling a byte every 50 ms, never finishing its head.
-    let trickle = async {
-        let mut buf = [0u8; 256];
-        loop {
-            if slow.write_all(b"a").await.is_err() {
-                return;
-            }
-            match timeout(Duration::from_millis(50), slow.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(_)) => return,
-                Err(_) => {}
-            }
-        }
-    };
     let others = async {
         let conn = Conn::connect(Proto::H1, &server).await;
         for _ in 0..5 {
-            let resp = conn
-                .send(client::request("GET", "/pattern/100", client::empty()))
-                .await
-                .unwrap();
-            assert_eq!(client::digest(resp.into_body()).await.0, 100);
+            client::fetch_pattern(&conn, 100).await;
         }
     };
-    let (closed, ()) = tokio::join!(timeout(WAIT, trickle), others);
+    let (closed, ()) = tokio::join!(timeout(WAIT, trickle_until_closed(&mut slow)), others);
     closed.expect("slowloris connection closed");
     // A client that never starts its TLS handshake is closed too.
     let mut buf = [0u8; 16];
@@ -235,53 +213,33 @@ async fn slowloris_is_closed_after_header_timeout_while_others_are_served() {
     server.stop().await;
 }
 
-/// Reads one chunked HTTP/1.1 response from `tcp` (up to its terminating chunk).
-async fn read_chunked_response(tcp: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.ends_with(b"0\r\n\r\n") {
-        let n = timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
-        assert!(
-            n > 0,
-            "connection closed mid-response: {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&buf[..n]);
+/// Sends one more byte of an unfinished request head every 50 ms until the server
+/// closes the connection; a response instead would be a failure.
+async fn trickle_until_closed(tcp: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    loop {
+        if tcp.write_all(b"a").await.is_err() {
+            return;
+        }
+        if let Ok(read) = timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "no response expected to an unfinished head"
+            );
+            return;
+        }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_second_head_on_keep_alive_connection_is_closed() {
-    let server = Harness::start().await;
+    let server = Harness::start_tweaked(|c| c.header_read_timeout = SHORT_HEADER_TIMEOUT).await;
     let mut tcp = TcpStream::connect(server.http).await.unwrap();
-    tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(
-        read_chunked_response(&mut tcp)
-            .await
-            .starts_with("HTTP/1.1 200")
-    );
+    client::raw_get_ok(&mut tcp).await;
     tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\nx-slow: ")
         .await
         .unwrap();
-    let mut buf = [0u8; 256];
-    let closed = timeout(WAIT, async {
-        loop {
-            if tcp.write_all(b"a").await.is_err() {
-                return;
-            }
-            if let Ok(r) = timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
-                assert!(
-                    matches!(r, Ok(0) | Err(_)),
-                    "no response expected to a head never finished"
-                );
-                return;
-            }
-        }
-    });
-    closed
+    timeout(WAIT, trickle_until_closed(&mut tcp))
         .await
         .expect("slow head closed after the header timeout");
     server.stop().await;
@@ -289,17 +247,10 @@ async fn slow_second_head_on_keep_alive_connection_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connection_outlives_the_header_timeout() {
-    let server = Harness::start().await;
+    let server = Harness::start_tweaked(|c| c.header_read_timeout = SHORT_HEADER_TIMEOUT).await;
     let mut tcp = TcpStream::connect(server.http).await.unwrap();
     for _ in 0..2 {
-        tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(
-            read_chunked_response(&mut tcp)
-                .await
-                .starts_with("HTTP/1.1 200")
-        );
+        client::raw_get_ok(&mut tcp).await;
         // Idle for longer than the 300 ms header timeout, shorter than the 10 s idle one.
         tokio::time::sleep(Duration::from_millis(800)).await;
     }
@@ -322,28 +273,43 @@ async fn malformed_request_gets_400_and_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_request_head_gets_431() {
-    let config = ServerConfig {
-        max_header_bytes: 16 * 1024,
-        ..test_config()
-    };
-    let server = Harness::start_with(config).await;
+async fn oversized_request_head_gets_431_on_every_protocol() {
+    let server = Harness::start_tweaked(|c| {
+        c.max_header_bytes = 16 * 1024;
+    })
+    .await;
     let raw = format!(
         "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
         "a".repeat(64 * 1024)
     );
     let answer = client::raw_exchange(server.http, raw.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    for proto in [Proto::H2c, Proto::H3] {
+        let conn = Conn::connect(proto, &server).await;
+        let mut req = client::request("GET", "/pattern/1", client::empty());
+        req.headers_mut()
+            .insert("x-big", "a".repeat(20 * 1024).parse().unwrap());
+        match conn.send(req).await {
+            Ok(resp) => assert_eq!(resp.status(), 431, "{proto:?}"),
+            // The h3 client refuses on its own once the server's SETTINGS (with
+            // max_field_section_size) arrived first: the limit was advertised.
+            Err(e) => assert!(
+                proto == Proto::H3 && format!("{e:?}").contains("HeaderTooBig"),
+                "{e:?}"
+            ),
+        }
+        // Only that request was refused: the connection goes on.
+        client::fetch_pattern(&conn, 10).await;
+    }
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_limit_answers_413_with_and_without_content_length() {
-    let config = ServerConfig {
-        max_body_bytes: Some(1024 * 1024),
-        ..test_config()
-    };
-    let server = Harness::start_with(config).await;
+    let server = Harness::start_tweaked(|c| {
+        c.max_body_bytes = Some(1024 * 1024);
+    })
+    .await;
     for proto in [Proto::H2c, Proto::H3] {
         let conn = Conn::connect(proto, &server).await;
         // Announced: refused before the handler runs.
@@ -375,11 +341,10 @@ async fn body_limit_answers_413_with_and_without_content_length() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_closed() {
-    let config = ServerConfig {
-        idle_timeout: Duration::from_millis(300),
-        ..test_config()
-    };
-    let server = Harness::start_with(config).await;
+    let server = Harness::start_tweaked(|c| {
+        c.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
     let mut tcp = TcpStream::connect(server.http).await.unwrap();
     tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -418,11 +383,7 @@ async fn broken_stream(proto: Proto) {
     assert!(saw_error, "{proto:?}: a failed body must not look complete");
     if proto != Proto::H1 {
         // Only the stream was reset: the connection serves the next request.
-        let resp = conn
-            .send(client::request("GET", "/pattern/10", client::empty()))
-            .await
-            .unwrap();
-        assert_eq!(client::digest(resp.into_body()).await.0, 10);
+        client::fetch_pattern(&conn, 10).await;
     }
     server.stop().await;
 }

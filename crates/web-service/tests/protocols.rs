@@ -5,7 +5,6 @@
 
 mod support;
 
-use futures_util::StreamExt;
 use support::client::{self, Conn, Proto};
 use support::pattern::{self, MIB64};
 use support::{Harness, WAIT, wsclient};
@@ -42,17 +41,11 @@ async fn download(proto: Proto) {
 async fn first_bytes_early(proto: Proto) {
     let server = Harness::start().await;
     let conn = Conn::connect(proto, &server).await;
-    let (id, open) = server.gates.gate();
-    let req = client::request("GET", &format!("/gated/{id}"), client::empty());
-    let resp = timeout(WAIT, conn.send(req)).await.unwrap().unwrap();
-    let mut body = resp.into_body();
-    // The handler cannot write "rest" before the gate opens, and the gate opens only
+    // The handler cannot write "rest" before the gate opens, and `gated` opens it only
     // after "first" arrived here: so "first" was sent while the handler still ran.
-    let first = timeout(WAIT, body.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(&first[..], b"first");
+    let (body, open) = client::gated(&conn, &server.gates).await;
     open.send(()).unwrap();
-    let rest = client::text(body).await;
-    assert_eq!(rest, "rest");
+    assert_eq!(client::text(body).await, "rest");
     server.stop().await;
 }
 
@@ -107,65 +100,37 @@ async fn ws_first_bytes_early(tls: bool) {
     server.stop().await;
 }
 
-macro_rules! http_matrix {
-    ($($name:ident => $proto:expr),* $(,)?) => {
+macro_rules! matrix {
+    ($($name:ident => ($upload:ident, $download:ident, $early:ident)($arg:expr)),* $(,)?) => {
         $(
             mod $name {
                 use super::*;
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn upload_64mib_checked_by_handler() {
-                    upload($proto).await;
+                    $upload($arg).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn download_64mib_checked_by_client() {
-                    download($proto).await;
+                    $download($arg).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn first_bytes_arrive_before_handler_finishes() {
-                    first_bytes_early($proto).await;
+                    $early($arg).await;
                 }
             }
         )*
     };
 }
 
-http_matrix! {
-    h1 => Proto::H1,
-    h1_tls => Proto::H1Tls,
-    h2c => Proto::H2c,
-    h2_tls => Proto::H2Tls,
-    h3 => Proto::H3,
-}
-
-macro_rules! ws_matrix {
-    ($($name:ident => $tls:expr),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn upload_64mib_checked_by_handler() {
-                    ws_upload($tls).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn download_64mib_checked_by_client() {
-                    ws_download($tls).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn first_bytes_arrive_before_handler_finishes() {
-                    ws_first_bytes_early($tls).await;
-                }
-            }
-        )*
-    };
-}
-
-ws_matrix! {
-    ws => false,
-    wss => true,
+matrix! {
+    h1 => (upload, download, first_bytes_early)(Proto::H1),
+    h1_tls => (upload, download, first_bytes_early)(Proto::H1Tls),
+    h2c => (upload, download, first_bytes_early)(Proto::H2c),
+    h2_tls => (upload, download, first_bytes_early)(Proto::H2Tls),
+    h3 => (upload, download, first_bytes_early)(Proto::H3),
+    ws => (ws_upload, ws_download, ws_first_bytes_early)(false),
+    wss => (ws_upload, ws_download, ws_first_bytes_early)(true),
 }

@@ -273,3 +273,67 @@ pub async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
         .expect("server closed");
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Starts `GET /gated/ID` and reads its first part (`first`): the handler is now
+/// waiting. Returns the rest of the body and the sender that lets the handler finish.
+pub async fn gated(
+    conn: &Conn,
+    gates: &super::Gates,
+) -> (RespStream, tokio::sync::oneshot::Sender<()>) {
+    let (id, open) = gates.gate();
+    let resp = conn
+        .send(request("GET", &format!("/gated/{id}"), empty()))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(super::WAIT, body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first");
+    (body, open)
+}
+
+/// `GET /pattern/N` on `conn`, checking status, length and digest.
+pub async fn fetch_pattern(conn: &Conn, n: u64) {
+    let resp = conn
+        .send(request("GET", &format!("/pattern/{n}"), empty()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        digest(resp.into_body()).await,
+        (n, super::pattern::sha256_hex(n))
+    );
+}
+
+/// Reads one chunked HTTP/1.1 response from `tcp`, up to its terminating chunk.
+pub async fn read_chunked_response(tcp: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(super::WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `GET /pattern/3` as raw HTTP/1.1 on `tcp` and expects a `200` response.
+pub async fn raw_get_ok(tcp: &mut TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    tcp.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let response = read_chunked_response(tcp).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+}

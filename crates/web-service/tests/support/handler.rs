@@ -69,7 +69,7 @@ async fn handle(gates: Gates, mut req: Request<Body>) -> Result<Response<Body>, 
                 upgrade.spawn(move |ws, signal| ws_session(ws, signal, rest, gates));
                 resp
             }
-            Err(e) => text(e.status(), format!("{e}\n")),
+            Err(e) => e.into_response(),
         });
     }
     if path == "/broken" {

@@ -49,11 +49,14 @@ fn identity() -> TlsIdentity {
         .clone()
 }
 
-/// Small timeouts so lifecycle tests finish quickly.
+/// Small timeouts so lifecycle tests finish quickly, with room for a loaded machine:
+/// 2 s between a client's connect and its first request (the slowloris tests shorten
+/// it to 300 ms), and an idle timeout no test reaches by accident (a test stalled on
+/// a busy CI machine once took 10 s, idling out a connection it still needed).
 pub fn test_config() -> ServerConfig {
     ServerConfig {
-        header_read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(5),
         ..ServerConfig::default()
     }
@@ -62,6 +65,13 @@ pub fn test_config() -> ServerConfig {
 impl Harness {
     pub async fn start() -> Self {
         Self::start_with(test_config()).await
+    }
+
+    /// Starts with [`test_config`] changed by `tweak`.
+    pub async fn start_tweaked(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = test_config();
+        tweak(&mut config);
+        Self::start_with(config).await
     }
 
     pub async fn start_with(config: ServerConfig) -> Self {
