@@ -24,11 +24,21 @@ async fn unclaimed_requests_get_503_or_close_4503() {
         ..UploadOptions::default()
     };
     for proto in [Proto::H1, Proto::H2, Proto::H3] {
-        let client = Client::new(proto, &format!("https://localhost:{port}/nobody"), Some(&ca)).unwrap();
+        let client = Client::new(
+            proto,
+            &format!("https://localhost:{port}/nobody"),
+            Some(&ca),
+        )
+        .unwrap();
         let result = client.upload(&options).await.unwrap();
         assert_eq!(result.status, 503, "{proto}");
     }
-    let client = Client::new(Proto::Ws, &format!("wss://localhost:{port}/nobody"), Some(&ca)).unwrap();
+    let client = Client::new(
+        Proto::Ws,
+        &format!("wss://localhost:{port}/nobody"),
+        Some(&ca),
+    )
+    .unwrap();
     let result = client.upload(&options).await.unwrap();
     assert_eq!(result.close_code, Some(4503), "{result:?}");
     assert_eq!(running.service.in_flight(), 0);

@@ -83,10 +83,10 @@ impl Body {
     {
         // Avoid boxing our own type again when a handler returns a `Body`.
         let mut slot = Some(body);
-        if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Body>>() {
-            if let Some(own) = own.take() {
-                return own;
-            }
+        if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Body>>()
+            && let Some(own) = own.take()
+        {
+            return own;
         }
         match slot {
             Some(body) => Self::from_kind(Kind::Boxed(body.map_err(Into::into).boxed_unsync())),
@@ -205,12 +205,12 @@ impl HttpBody for Body {
         if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
             let len = data.map_or(0, Bytes::len) as u64;
             this.received = this.received.saturating_add(len);
-            if let Some(limit) = this.limit {
-                if this.received > limit {
-                    // Stop reading: the rest of the peer's body is never pulled.
-                    this.kind = Kind::Empty;
-                    return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
-                }
+            if let Some(limit) = this.limit
+                && this.received > limit
+            {
+                // Stop reading: the rest of the peer's body is never pulled.
+                this.kind = Kind::Empty;
+                return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
             }
         }
         if frame.is_none() {

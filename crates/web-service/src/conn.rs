@@ -255,15 +255,15 @@ pub(crate) async fn dispatch(
 ) -> Response<Body> {
     let protocol = Protocol::of_version(req.version());
     let guard = RequestGuard::new(shared.metrics.clone(), protocol, conn.clone());
-    if let Some(limit) = shared.config.max_body_bytes {
-        if declared_length(&req).is_some_and(|len| len > limit) {
-            shared
-                .metrics
-                .bodies_too_large
-                .fetch_add(1, Ordering::Relaxed);
-            let msg = format!("request body exceeds the limit of {limit} bytes\n");
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, msg).map(|b| b.with_guard(guard));
-        }
+    if let Some(limit) = shared.config.max_body_bytes
+        && declared_length(&req).is_some_and(|len| len > limit)
+    {
+        shared
+            .metrics
+            .bodies_too_large
+            .fetch_add(1, Ordering::Relaxed);
+        let msg = format!("request body exceeds the limit of {limit} bytes\n");
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, msg).map(|b| b.with_guard(guard));
     }
     let ext = req.extensions_mut();
     ext.insert(conn.info);
@@ -279,12 +279,12 @@ pub(crate) async fn dispatch(
             plain(StatusCode::INTERNAL_SERVER_ERROR, "handler failed\n".into())
         }
     };
-    if conn.info.tls {
-        if let Some(alt_svc) = &shared.alt_svc {
-            resp.headers_mut()
-                .entry(ALT_SVC)
-                .or_insert_with(|| alt_svc.clone());
-        }
+    if conn.info.tls
+        && let Some(alt_svc) = &shared.alt_svc
+    {
+        resp.headers_mut()
+            .entry(ALT_SVC)
+            .or_insert_with(|| alt_svc.clone());
     }
     resp.map(|b| b.with_guard(guard))
 }

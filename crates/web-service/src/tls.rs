@@ -106,11 +106,19 @@ impl TlsIdentity {
                 "::1".to_owned(),
             ];
             let generated = rcgen::generate_simple_self_signed(names)?;
+            // Owner-only: the directory may be shared, and this file holds the private key.
             let write = |path: &Path, text: String| {
-                std::fs::write(path, text).map_err(|source| TlsError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                })
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                options
+                    .open(path)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+                    .map_err(|source| TlsError::Write {
+                        path: path.to_path_buf(),
+                        source,
+                    })
             };
             std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
                 path: dir.to_path_buf(),

@@ -196,10 +196,10 @@ async fn h3_send(
             let Ok(frame) = frame else {
                 return tx.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             };
-            if let Ok(data) = frame.into_data() {
-                if tx.send_data(data).await.is_err() {
-                    return;
-                }
+            if let Ok(data) = frame.into_data()
+                && tx.send_data(data).await.is_err()
+            {
+                return;
             }
         }
         let _ = tx.finish().await;
