@@ -160,11 +160,10 @@ async fn one_gib_upload_stays_within_the_configured_memory_bound() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&server.token_file)
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "worker token readable by others");
+        for secret in [server.token_file.clone(), dir.path().join("key.pem")] {
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} readable by others", secret.display());
+        }
     }
 
     let pid = server.child.id();
