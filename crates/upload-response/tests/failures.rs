@@ -63,6 +63,17 @@ async fn assert_settled(s: &UploadResponseService) {
     );
 }
 
+/// Reads a request body to its end: `None` for a clean end, else the error.
+async fn drain(mut body: upload_response::RequestBody) -> Option<TailError> {
+    loop {
+        match body.chunk().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Some(e),
+            None => return None,
+        }
+    }
+}
+
 async fn text(res: http::Response<upload_response::ResponseBody>) -> (StatusCode, String) {
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -174,15 +185,8 @@ async fn claimed_without_headers_504_and_worker_sees_abort() {
     let worker = s.worker("sleepy", Route::prefix("/"));
     let seen = tokio::spawn(async move {
         let mut job = worker.next_job().await;
-        let mut body = job.body();
         // Reads what there is, then waits for an end that never comes cleanly.
-        loop {
-            match body.chunk().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Some(e),
-                None => return None,
-            }
-        }
+        drain(job.body()).await
     });
     let (tx, body) = channel_body();
     tx.send(data(Bytes::from_static(b"partial"))).await.unwrap();
@@ -273,14 +277,7 @@ async fn client_gone_mid_upload_readers_see_aborted() {
     let worker = s.worker("reader", Route::prefix("/"));
     let seen = tokio::spawn(async move {
         let mut job = worker.next_job().await;
-        let mut body = job.body();
-        loop {
-            match body.chunk().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Some(e),
-                None => return None,
-            }
-        }
+        drain(job.body()).await
     });
     let (tx, body) = channel_body();
     let handle = {
@@ -307,15 +304,9 @@ async fn client_dropping_the_request_future_aborts_readers() {
     let (claimed_tx, claimed_rx) = tokio::sync::oneshot::channel();
     let seen = tokio::spawn(async move {
         let mut job = worker.next_job().await;
-        let mut body = job.body();
+        let body = job.body();
         claimed_tx.send(()).unwrap();
-        loop {
-            match body.chunk().await {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Some(e),
-                None => return None,
-            }
-        }
+        drain(body).await
     });
     let (_tx, body) = channel_body();
     let handle = {
