@@ -1,0 +1,338 @@
+//! Test fixtures: a real origin on loopback serving generated objects (with or
+//! without range support, counting requests, able to die mid-body or stop), a proxy
+//! served by web-service, and an HTTP/1.1 client.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// Byte `i` of a generated object with `seed`.
+pub fn byte_at(seed: u8, i: u64) -> u8 {
+    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i >> 7);
+    (x >> 29) as u8 ^ seed
+}
+
+/// Bytes `[start, end)` of a generated object.
+pub fn object_bytes(seed: u8, start: u64, end: u64) -> Vec<u8> {
+    (start..end).map(|i| byte_at(seed, i)).collect()
+}
+
+pub fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// How the origin serves one path.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub len: u64,
+    pub seed: u8,
+    pub ranges: bool,
+    pub cache_control: Option<String>,
+    pub etag: Option<String>,
+    /// Delay between 16 KiB chunks.
+    pub chunk_delay: Duration,
+    /// Fail the body after this many bytes.
+    pub die_after: Option<u64>,
+    pub status: u16,
+}
+
+impl Spec {
+    pub fn new(len: u64, seed: u8) -> Self {
+        Self {
+            len,
+            seed,
+            ranges: true,
+            cache_control: None,
+            etag: Some(format!("\"v{seed}\"")),
+            chunk_delay: Duration::ZERO,
+            die_after: None,
+            status: 200,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct OriginState {
+    pub specs: Mutex<HashMap<String, Spec>>,
+    /// Every request: (path, range header, status answered).
+    pub log: Mutex<Vec<(String, Option<String>, u16)>>,
+}
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub state: Arc<OriginState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(OriginState::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in the JoinSet: aborting the accept task drops them all.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { break };
+                let st = st.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn add(&self, path: &str, spec: Spec) {
+        self.state.specs.lock().unwrap().insert(path.to_owned(), spec);
+    }
+
+    pub fn update(&self, path: &str, f: impl FnOnce(&mut Spec)) {
+        f(self.state.specs.lock().unwrap().get_mut(path).unwrap());
+    }
+
+    /// Requests the origin received for `path`.
+    pub fn requests(&self, path: &str) -> Vec<(Option<String>, u16)> {
+        self.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, r, s)| (r.clone(), *s))
+            .collect()
+    }
+
+    /// Stops listening and drops every connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn serve(state: Arc<OriginState>, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let range = req.headers().get("range").map(|v| v.to_str().unwrap().to_owned());
+    let spec = state.specs.lock().unwrap().get(&path).cloned();
+    let log = |status: u16| state.log.lock().unwrap().push((path.clone(), range.clone(), status));
+    let empty = || Empty::new().map_err(|e| match e {}).boxed();
+    let Some(spec) = spec else {
+        log(404);
+        return Ok(Response::builder().status(404).body(empty()).unwrap());
+    };
+    let mut builder = Response::builder();
+    if let Some(cc) = &spec.cache_control {
+        builder = builder.header("cache-control", cc);
+    }
+    if let Some(etag) = &spec.etag {
+        builder = builder.header("etag", etag);
+        if req.headers().get("if-none-match").is_some_and(|v| v == etag.as_str()) {
+            log(304);
+            return Ok(builder.status(304).body(empty()).unwrap());
+        }
+    }
+    builder = builder.header("content-type", "application/octet-stream");
+    if spec.status != 200 {
+        log(spec.status);
+        return Ok(builder.status(spec.status).header("content-length", 0).body(empty()).unwrap());
+    }
+    let (mut start, mut end) = (0, spec.len);
+    let mut status = StatusCode::OK;
+    if let (true, Some(r)) = (spec.ranges, &range) {
+        let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
+        let a: u64 = a.parse().unwrap();
+        if a >= spec.len {
+            log(416);
+            return Ok(builder
+                .status(416)
+                .header("content-range", format!("bytes */{}", spec.len))
+                .body(empty())
+                .unwrap());
+        }
+        let b = b.parse::<u64>().map_or(spec.len, |b| (b + 1).min(spec.len));
+        (start, end) = (a, b);
+        status = StatusCode::PARTIAL_CONTENT;
+        builder = builder.header("content-range", format!("bytes {a}-{}/{}", b - 1, spec.len));
+    }
+    if spec.ranges {
+        builder = builder.header("accept-ranges", "bytes");
+    }
+    log(status.as_u16());
+    let chunk = 16 * 1024;
+    let stream = futures_util::stream::unfold(start, move |pos| {
+        let spec = spec.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            if !spec.chunk_delay.is_zero() {
+                tokio::time::sleep(spec.chunk_delay).await;
+            }
+            if spec.die_after.is_some_and(|d| pos >= d) {
+                return Some((Err(std::io::Error::other("origin died")), end));
+            }
+            let to = (pos + chunk).min(end);
+            let data = Bytes::from(object_bytes(spec.seed, pos, to));
+            Some((Ok(Frame::data(data)), to))
+        }
+    });
+    let body = StreamBody::new(stream).boxed();
+    Ok(builder
+        .status(status)
+        .header("content-length", end - start)
+        .body(body)
+        .unwrap())
+}
+
+/// A proxy served by web-service on loopback.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub proxy: StreamingProxy,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub fn config(origin: &Origin, dir: &std::path::Path, slice: u64) -> ProxyConfig {
+    ProxyConfig {
+        upstream: origin.url(),
+        cache_dir: dir.to_owned(),
+        slice_size: slice,
+        l1_bytes: 64 * 1024 * 1024,
+        l2_bytes: 1024 * 1024 * 1024,
+        upstream_timeout_secs: 5,
+        mode: Mode::Normal,
+        ..ProxyConfig::default()
+    }
+}
+
+impl Proxy {
+    pub async fn start(config: ProxyConfig) -> Self {
+        let proxy = StreamingProxy::new(config).unwrap();
+        let listen = web_service::Listen {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: None,
+        };
+        let server = web_service::Server::bind(web_service::ServerConfig::default(), listen)
+            .await
+            .unwrap();
+        let addr = server.http_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handler = proxy.clone();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .serve(handler, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            proxy,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+pub type TestClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An answer read to its end (or to its error).
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub error: bool,
+}
+
+impl Got {
+    pub fn x_cache(&self) -> &str {
+        self.headers.get("x-cache").map_or("", |v| v.to_str().unwrap())
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+pub async fn request(client: &TestClient, method: &str, url: String, range: Option<&str>) -> Got {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let answer = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let (parts, mut body) = answer.into_parts();
+    let mut bytes = Vec::new();
+    let mut error = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    bytes.extend_from_slice(&d);
+                }
+            }
+            Err(_) => {
+                error = true;
+                break;
+            }
+        }
+    }
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: bytes,
+        error,
+    }
+}
+
+pub async fn get(client: &TestClient, proxy: &Proxy, path: &str) -> Got {
+    request(client, "GET", format!("http://{}{path}", proxy.addr), None).await
+}
+
+pub async fn get_range(client: &TestClient, proxy: &Proxy, path: &str, range: &str) -> Got {
+    request(client, "GET", format!("http://{}{path}", proxy.addr), Some(range)).await
+}
