@@ -70,7 +70,8 @@ impl RangeBody {
         while self.pos < self.end {
             let Some(source) = &mut self.source else {
                 let index = self.pos / self.slice_size;
-                match fill::open(&self.shared, &self.key, index, self.may_fetch, avoid.take()).await {
+                match fill::open(&self.shared, &self.key, index, self.may_fetch, avoid.take()).await
+                {
                     Ok(source) => self.source = Some(source),
                     Err(e) => return Some(Err(broken(e))),
                 }
@@ -86,7 +87,10 @@ impl RangeBody {
                     }
                     let to = (start + len).min(self.end);
                     let out = bytes.slice((self.pos - start) as usize..(to - start) as usize);
-                    self.shared.metrics.bytes_from_cache.inc_by(out.len() as u64);
+                    self.shared
+                        .metrics
+                        .bytes_from_cache
+                        .inc_by(out.len() as u64);
                     self.pos = to;
                     return Some(Ok(out));
                 }
@@ -104,7 +108,9 @@ impl RangeBody {
                                 continue; // before the range: skip
                             }
                             let to = (from + len).min(self.end);
-                            let out = slot.bytes.slice((self.pos - from) as usize..(to - from) as usize);
+                            let out = slot
+                                .bytes
+                                .slice((self.pos - from) as usize..(to - from) as usize);
                             self.pos = to;
                             return Some(Ok(out));
                         }
@@ -117,7 +123,10 @@ impl RangeBody {
                             self.source = None;
                         }
                         Err(ReadError::Aborted(reason)) => {
-                            return Some(Err(broken(format!("origin fill aborted ({})", abort_status(reason)))));
+                            return Some(Err(broken(format!(
+                                "origin fill aborted ({})",
+                                abort_status(reason)
+                            ))));
                         }
                         Err(e) => return Some(Err(broken(e))),
                     }
@@ -130,15 +139,18 @@ impl RangeBody {
 
 /// The body of a relayed (uncacheable) answer: every body slot of the fill's stream.
 pub(crate) fn relay_body(reader: StreamReader) -> Body {
-    Body::from_stream(futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        loop {
-            return match reader.next().await {
-                Ok(slot) if slot.kind == SlotKind::Body => Some((Ok(slot.bytes), Some(reader))),
-                Ok(slot) if slot.kind == SlotKind::End => None,
-                Ok(_) => continue,
-                Err(e) => Some((Err(broken(e)), None)),
-            };
-        }
-    }))
+    Body::from_stream(futures_util::stream::unfold(
+        Some(reader),
+        |reader| async move {
+            let mut reader = reader?;
+            loop {
+                return match reader.next().await {
+                    Ok(slot) if slot.kind == SlotKind::Body => Some((Ok(slot.bytes), Some(reader))),
+                    Ok(slot) if slot.kind == SlotKind::End => None,
+                    Ok(_) => continue,
+                    Err(e) => Some((Err(broken(e)), None)),
+                };
+            }
+        },
+    ))
 }

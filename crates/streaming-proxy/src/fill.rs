@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use chunk_cache::{AbortReason, ChunkCache, ReadError, SlotKind, StreamId, StreamReader, StreamWriter};
+use chunk_cache::{
+    AbortReason, ChunkCache, ReadError, SlotKind, StreamId, StreamReader, StreamWriter,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
@@ -118,7 +120,10 @@ impl Fills {
     pub fn new(max_fills: usize, slice_size: u64) -> Result<Self, chunk_cache::ConfigError> {
         // One ring position per KiB of slice: origin chunks are rarely smaller, so a
         // slice fill's ring does not wrap and late joiners read it from its start.
-        let slots = usize::try_from(slice_size / 1024).unwrap_or(usize::MAX / 2).max(62) + 2;
+        let slots = usize::try_from(slice_size / 1024)
+            .unwrap_or(usize::MAX / 2)
+            .max(62)
+            + 2;
         let config = chunk_cache::CacheConfig::new(max_fills, SLOT_SIZE, slots);
         Ok(Self {
             table: Mutex::new(HashMap::new()),
@@ -140,11 +145,11 @@ pub(crate) async fn open(
     // Each turn either returns or sees a fill end; a few turns cover the races
     // (fill finishing between the checks, piece evicted right after being stored).
     for _ in 0..8 {
-        if let Some(meta) = shared.cache.meta(key) {
-            if let Some(bytes) = shared.cache.get_piece(key, index).await {
-                let start = index * meta.slice_size;
-                return Ok(Source::Piece { bytes, start });
-            }
+        if let Some(meta) = shared.cache.meta(key)
+            && let Some(bytes) = shared.cache.get_piece(key, index).await
+        {
+            let start = index * meta.slice_size;
+            return Ok(Source::Piece { bytes, start });
         }
         let (mut rx, reader) = {
             let mut table = lock(&shared.fills.table);
@@ -157,7 +162,11 @@ pub(crate) async fn open(
                     if !may_fetch {
                         return Err(OpenError::NotCached);
                     }
-                    let writer = shared.fills.streams.try_open().map_err(|_| OpenError::Busy)?;
+                    let writer = shared
+                        .fills
+                        .streams
+                        .try_open()
+                        .map_err(|_| OpenError::Busy)?;
                     let id = writer.id();
                     let reader = shared
                         .fills
@@ -296,7 +305,9 @@ impl Fill {
                 // A whole-object answer: it serves every slice of the object.
                 let mut table = lock(&shared.fills.table);
                 for i in 0..head.meta.slices() {
-                    table.entry((self.key.clone(), i)).or_insert_with(|| self.rx.clone());
+                    table
+                        .entry((self.key.clone(), i))
+                        .or_insert_with(|| self.rx.clone());
                 }
             }
         } else {
@@ -317,9 +328,14 @@ impl Fill {
                 tracing::warn!(key = %self.key, error = %e, "origin body failed");
                 StatusCode::BAD_GATEWAY
             })?;
-            let Ok(mut data) = frame.into_data() else { continue };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
             shared.metrics.bytes_from_origin.inc_by(data.len() as u64);
-            if head.body_end.is_some_and(|end| offset + data.len() as u64 > end) {
+            if head
+                .body_end
+                .is_some_and(|end| offset + data.len() as u64 > end)
+            {
                 return Err(StatusCode::BAD_GATEWAY); // more than announced
             }
             if head.meta.cacheable {
@@ -344,14 +360,20 @@ impl Fill {
             offset += data.len() as u64;
             while !data.is_empty() {
                 let part = data.split_to(data.len().min(SLOT_SIZE));
-                self.writer.append(part).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+                self.writer
+                    .append(part)
+                    .await
+                    .map_err(|_| StatusCode::BAD_GATEWAY)?;
             }
         }
         if head.body_end.is_some_and(|end| offset != end) {
             tracing::warn!(key = %self.key, offset, "origin body ended short");
             return Err(StatusCode::BAD_GATEWAY);
         }
-        self.writer.end().await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+        self.writer
+            .end()
+            .await
+            .map_err(|_| StatusCode::BAD_GATEWAY)?;
         Ok(())
     }
 
@@ -381,7 +403,8 @@ impl Fill {
         let relay = total.is_none() || !parts.status.is_success();
         // Pieces are cut at slice borders: only an answer aligned on them is stored.
         let slice = config.slice_size;
-        let aligned = offset % slice == 0 && end.is_some_and(|e| e % slice == 0 || Some(e) == total);
+        let aligned =
+            offset % slice == 0 && end.is_some_and(|e| e % slice == 0 || Some(e) == total);
         StreamHead {
             body_offset: offset,
             body_end: end,

@@ -63,7 +63,10 @@ fn lock(m: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
 }
 
 fn object_dir(root: &Path, key: &str) -> PathBuf {
-    root.join(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes())))
+    root.join(format!(
+        "{:032x}",
+        xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+    ))
 }
 
 fn piece_path(dir: &Path, index: u64) -> PathBuf {
@@ -106,7 +109,9 @@ impl DiskStore {
                 else {
                     continue;
                 };
-                let len = std::fs::metadata(&path)?.len().saturating_sub(HEADER as u64);
+                let len = std::fs::metadata(&path)?
+                    .len()
+                    .saturating_sub(HEADER as u64);
                 object.pieces.insert(idx, len);
                 object.bytes += len;
             }
@@ -114,7 +119,11 @@ impl DiskStore {
             index.objects.insert(meta.key.clone(), object);
             metas.push(meta);
         }
-        tracing::info!(objects = metas.len(), bytes = index.held, "disk cache index rebuilt");
+        tracing::info!(
+            objects = metas.len(),
+            bytes = index.held,
+            "disk cache index rebuilt"
+        );
         let store = Self {
             root: root.to_owned(),
             capacity,
@@ -241,11 +250,11 @@ impl DiskStore {
 
     fn forget_piece(&self, key: &str, index: u64) {
         let mut idx = lock(&self.index);
-        if let Some(o) = idx.objects.get_mut(key) {
-            if let Some(len) = o.pieces.remove(&index) {
-                o.bytes -= len;
-                idx.held -= len;
-            }
+        if let Some(o) = idx.objects.get_mut(key)
+            && let Some(len) = o.pieces.remove(&index)
+        {
+            o.bytes -= len;
+            idx.held -= len;
         }
     }
 

@@ -99,17 +99,21 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let handler = tower::service_fn(move |req: http::Request<Body>| {
                 let metrics = metrics.clone();
                 async move {
-                    let response = if req.uri().path() == "/metrics" {
+                    if req.uri().path() == "/metrics" {
                         http::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
-                            .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(metrics.render()))))
+                            .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+                                metrics.render(),
+                            ))))
                     } else {
                         http::Response::builder().status(404).body(Body::empty())
-                    };
-                    response
+                    }
                 }
             });
-            if let Err(e) = server.serve(handler, web_service::ctrl_c_or_sigterm()).await {
+            if let Err(e) = server
+                .serve(handler, web_service::ctrl_c_or_sigterm())
+                .await
+            {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });
@@ -124,6 +128,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     tracing::info!(%listen, "streaming-proxy listening");
-    server.serve(proxy, web_service::ctrl_c_or_sigterm()).await?;
+    server
+        .serve(proxy, web_service::ctrl_c_or_sigterm())
+        .await?;
     Ok(())
 }

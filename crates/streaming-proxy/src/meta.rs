@@ -143,7 +143,10 @@ pub fn freshness(
         for directive in value.split(',') {
             let directive = directive.trim().to_ascii_lowercase();
             let (name, arg) = match directive.split_once('=') {
-                Some((n, a)) => (n.trim().to_owned(), Some(a.trim().trim_matches('"').to_owned())),
+                Some((n, a)) => (
+                    n.trim().to_owned(),
+                    Some(a.trim().trim_matches('"').to_owned()),
+                ),
                 None => (directive.clone(), None),
             };
             match (name.as_str(), arg) {

@@ -49,17 +49,57 @@ impl Default for Metrics {
             registry: Registry::with_prefix("streaming_proxy"),
         };
         let r = &mut m.registry;
-        r.register("cache_hits", "Responses served from the cache", m.hits.clone());
-        r.register("cache_misses", "Responses that needed the origin", m.misses.clone());
-        r.register("cache_bypasses", "Responses passed through uncached", m.bypasses.clone());
-        r.register("bytes_from_cache", "Body bytes served from stored pieces", m.bytes_from_cache.clone());
-        r.register("bytes_from_origin", "Body bytes received from the origin", m.bytes_from_origin.clone());
-        r.register("fills_in_progress", "Origin fetches in progress", m.fills_in_progress.clone());
-        r.register("l1_evictions", "Pieces evicted from memory", m.l1_evictions.clone());
-        r.register("l2_evictions", "Objects evicted from disk", m.l2_evictions.clone());
-        r.register("l2_corrupt_pieces", "Disk pieces failing their checksum", m.l2_corrupt.clone());
+        r.register(
+            "cache_hits",
+            "Responses served from the cache",
+            m.hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Responses that needed the origin",
+            m.misses.clone(),
+        );
+        r.register(
+            "cache_bypasses",
+            "Responses passed through uncached",
+            m.bypasses.clone(),
+        );
+        r.register(
+            "bytes_from_cache",
+            "Body bytes served from stored pieces",
+            m.bytes_from_cache.clone(),
+        );
+        r.register(
+            "bytes_from_origin",
+            "Body bytes received from the origin",
+            m.bytes_from_origin.clone(),
+        );
+        r.register(
+            "fills_in_progress",
+            "Origin fetches in progress",
+            m.fills_in_progress.clone(),
+        );
+        r.register(
+            "l1_evictions",
+            "Pieces evicted from memory",
+            m.l1_evictions.clone(),
+        );
+        r.register(
+            "l2_evictions",
+            "Objects evicted from disk",
+            m.l2_evictions.clone(),
+        );
+        r.register(
+            "l2_corrupt_pieces",
+            "Disk pieces failing their checksum",
+            m.l2_corrupt.clone(),
+        );
         r.register("l2_errors", "Disk cache I/O errors", m.l2_errors.clone());
-        r.register("revalidated", "Stale objects refreshed by a 304", m.revalidated.clone());
+        r.register(
+            "revalidated",
+            "Stale objects refreshed by a 304",
+            m.revalidated.clone(),
+        );
         m
     }
 }

@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use web_service::Body;
 
+use crate::ProxyError;
 use crate::body::{RangeBody, relay_body};
 use crate::config::{Mode, ProxyConfig};
 use crate::fill::{self, Fills, Source};
@@ -20,7 +21,6 @@ use crate::metrics::Metrics;
 use crate::range::{RangeSpec, Resolved};
 use crate::tiered::TieredCache;
 use crate::upstream::Upstream;
-use crate::ProxyError;
 
 /// State every request and fill shares.
 #[derive(Debug)]
@@ -159,7 +159,12 @@ impl StreamingProxy {
         response
     }
 
-    async fn lookup(&self, key: String, head_only: bool, range: Option<RangeSpec>) -> Response<Body> {
+    async fn lookup(
+        &self,
+        key: String,
+        head_only: bool,
+        range: Option<RangeSpec>,
+    ) -> Response<Body> {
         let shared = &self.shared;
         let replay = shared.config.mode == Mode::Replay;
         if let Some(meta) = shared.cache.meta(&key) {
@@ -169,7 +174,12 @@ impl StreamingProxy {
             match self.revalidate(&meta).await {
                 Revalidation::Fresh(meta) => {
                     shared.metrics.revalidated.inc();
-                    return self.serve_stored(meta, head_only, range, Some(CacheStatus::Revalidated));
+                    return self.serve_stored(
+                        meta,
+                        head_only,
+                        range,
+                        Some(CacheStatus::Revalidated),
+                    );
                 }
                 Revalidation::Unreachable => {
                     return self.serve_stored(meta, head_only, range, Some(CacheStatus::Stale));
@@ -179,7 +189,11 @@ impl StreamingProxy {
                 }
             }
         } else if replay {
-            return simple(StatusCode::GATEWAY_TIMEOUT, CacheStatus::Miss, "not in cache (replay mode)");
+            return simple(
+                StatusCode::GATEWAY_TIMEOUT,
+                CacheStatus::Miss,
+                "not in cache (replay mode)",
+            );
         }
         // Cold: the slice holding the first wanted byte decides the response head.
         let index = range.map_or(0, RangeSpec::first_byte_hint) / shared.config.slice_size;
@@ -188,17 +202,31 @@ impl StreamingProxy {
             Ok(Source::Piece { .. }) => match shared.cache.meta(&key) {
                 // Stored between the lookup and the open: a hit after all.
                 Some(meta) => self.serve_stored(meta, head_only, range, None),
-                None => simple(StatusCode::BAD_GATEWAY, CacheStatus::Miss, "object vanished"),
+                None => simple(
+                    StatusCode::BAD_GATEWAY,
+                    CacheStatus::Miss,
+                    "object vanished",
+                ),
             },
             Ok(Source::Tail { reader, head, next }) => {
-                let status = if head.meta.cacheable { CacheStatus::Miss } else { CacheStatus::Bypass };
+                let status = if head.meta.cacheable {
+                    CacheStatus::Miss
+                } else {
+                    CacheStatus::Bypass
+                };
                 if head.relay {
-                    let mut response = Response::new(if head_only { Body::empty() } else { relay_body(reader) });
+                    let mut response = Response::new(if head_only {
+                        Body::empty()
+                    } else {
+                        relay_body(reader)
+                    });
                     *response.status_mut() =
                         StatusCode::from_u16(head.meta.status).unwrap_or(StatusCode::BAD_GATEWAY);
                     write_headers(response.headers_mut(), &head.meta, status);
                     if let Some(len) = head.body_end.map(|e| e - head.body_offset) {
-                        response.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+                        response
+                            .headers_mut()
+                            .insert(header::CONTENT_LENGTH, len.into());
                     }
                     return response;
                 }
@@ -228,9 +256,17 @@ impl StreamingProxy {
         let complete = (first..last).all(|i| self.shared.cache.has_piece(&meta.key, i));
         let replay = self.shared.config.mode == Mode::Replay;
         if replay && !complete && !head_only {
-            return simple(StatusCode::GATEWAY_TIMEOUT, CacheStatus::Miss, "not in cache (replay mode)");
+            return simple(
+                StatusCode::GATEWAY_TIMEOUT,
+                CacheStatus::Miss,
+                "not in cache (replay mode)",
+            );
         }
-        let status = status.unwrap_or(if complete { CacheStatus::Hit } else { CacheStatus::Partial });
+        let status = status.unwrap_or(if complete {
+            CacheStatus::Hit
+        } else {
+            CacheStatus::Partial
+        });
         self.respond(meta, head_only, range, status, None, !replay)
     }
 
@@ -248,7 +284,11 @@ impl StreamingProxy {
             None => (StatusCode::OK, 0, total),
             Some(Resolved::Partial { start, end }) => (StatusCode::PARTIAL_CONTENT, start, end),
             Some(Resolved::Unsatisfiable) => {
-                let mut response = simple(StatusCode::RANGE_NOT_SATISFIABLE, status, "range not satisfiable");
+                let mut response = simple(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    status,
+                    "range not satisfiable",
+                );
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                     response.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
@@ -274,10 +314,10 @@ impl StreamingProxy {
         write_headers(headers, &meta, status);
         headers.insert(header::CONTENT_LENGTH, (end - start).into());
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if code == StatusCode::PARTIAL_CONTENT {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1)) {
-                headers.insert(header::CONTENT_RANGE, v);
-            }
+        if code == StatusCode::PARTIAL_CONTENT
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1))
+        {
+            headers.insert(header::CONTENT_RANGE, v);
         }
         response
     }
@@ -314,7 +354,9 @@ impl StreamingProxy {
                 // The 304's headers update the stored ones (RFC 9111 §4.3.4).
                 let mut merged = HeaderMap::new();
                 for (n, v) in &meta.headers {
-                    if let (Ok(n), Ok(v)) = (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v)) {
+                    if let (Ok(n), Ok(v)) =
+                        (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v))
+                    {
                         merged.append(n, v);
                     }
                 }
@@ -324,7 +366,8 @@ impl StreamingProxy {
                     }
                 }
                 let ttl = Duration::from_secs(shared.config.default_ttl_secs);
-                let Some(fresh) = meta::freshness(shared.config.mode, 200, &merged, true, ttl) else {
+                let Some(fresh) = meta::freshness(shared.config.mode, 200, &merged, true, ttl)
+                else {
                     return Revalidation::Changed;
                 };
                 let mut refreshed = meta.clone();
@@ -344,17 +387,31 @@ impl StreamingProxy {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
         headers.remove(header::HOST);
-        for name in ["connection", "keep-alive", "proxy-connection", "te", "upgrade"] {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+        ] {
             headers.remove(name);
         }
-        match self.shared.upstream.send(parts.method, &key, headers, body).await {
+        match self
+            .shared
+            .upstream
+            .send(parts.method, &key, headers, body)
+            .await
+        {
             Err(e) => simple(e.status(), CacheStatus::Bypass, &e.to_string()),
             Ok(answer) => {
                 if answer.status().is_success() {
                     self.shared.cache.purge(&key).await;
                 }
                 let (mut parts, incoming) = answer.into_parts();
-                parts.headers.insert(X_CACHE, HeaderValue::from_static(CacheStatus::Bypass.as_str()));
+                parts.headers.insert(
+                    X_CACHE,
+                    HeaderValue::from_static(CacheStatus::Bypass.as_str()),
+                );
                 Response::from_parts(parts, Body::new(incoming))
             }
         }

@@ -93,18 +93,33 @@ mod tests {
         );
         assert_eq!(
             r("bytes=900-").map(|r| r.resolve(1000)),
-            Some(Resolved::Partial { start: 900, end: 1000 })
+            Some(Resolved::Partial {
+                start: 900,
+                end: 1000
+            })
         );
         assert_eq!(
             r("bytes=-10").map(|r| r.resolve(1000)),
-            Some(Resolved::Partial { start: 990, end: 1000 })
+            Some(Resolved::Partial {
+                start: 990,
+                end: 1000
+            })
         );
         assert_eq!(
             r("bytes=990-5000").map(|r| r.resolve(1000)),
-            Some(Resolved::Partial { start: 990, end: 1000 })
+            Some(Resolved::Partial {
+                start: 990,
+                end: 1000
+            })
         );
-        assert_eq!(r("bytes=1000-").map(|r| r.resolve(1000)), Some(Resolved::Unsatisfiable));
-        assert_eq!(r("bytes=-0").map(|r| r.resolve(1000)), Some(Resolved::Unsatisfiable));
+        assert_eq!(
+            r("bytes=1000-").map(|r| r.resolve(1000)),
+            Some(Resolved::Unsatisfiable)
+        );
+        assert_eq!(
+            r("bytes=-0").map(|r| r.resolve(1000)),
+            Some(Resolved::Unsatisfiable)
+        );
         assert_eq!(r("bytes=0-1,5-6"), None);
         assert_eq!(r("items=0-1"), None);
         assert_eq!(r("bytes=5-1"), None);

@@ -94,10 +94,10 @@ impl TieredCache {
         if changed {
             self.purge(&meta.key).await;
         }
-        if let Some(disk) = self.disk() {
-            if let Err(e) = disk.put_meta(&meta).await {
-                self.disk_failed(&e);
-            }
+        if let Some(disk) = self.disk()
+            && let Err(e) = disk.put_meta(&meta).await
+        {
+            self.disk_failed(&e);
         }
         lock(&self.metas).insert(meta.key.clone(), Arc::new(meta));
     }

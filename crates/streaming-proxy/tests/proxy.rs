@@ -27,17 +27,31 @@ async fn miss_then_hit_identical_bytes_1kib_and_10mib() {
     let c = client();
     for (path, len, seed, slices) in [("/small", KIB, 1, 1), ("/big", 10 * MIB, 2, 10)] {
         let miss = get(&c, &proxy, path).await;
-        assert_eq!((miss.status, miss.x_cache(), miss.error), (200, "MISS", false), "{path}");
+        assert_eq!(
+            (miss.status, miss.x_cache(), miss.error),
+            (200, "MISS", false),
+            "{path}"
+        );
         assert_eq!(sha(&miss.body), expect(seed, 0, len), "{path} miss bytes");
         let hit = get(&c, &proxy, path).await;
         assert_eq!((hit.status, hit.x_cache()), (200, "HIT"), "{path}");
         assert_eq!(sha(&hit.body), expect(seed, 0, len), "{path} hit bytes");
         assert_eq!(hit.header("content-length"), len.to_string());
-        assert_eq!(origin.requests(path).len(), slices, "{path}: one origin request per slice");
+        assert_eq!(
+            origin.requests(path).len(),
+            slices,
+            "{path}: one origin request per slice"
+        );
     }
     let metrics = proxy.proxy.metrics().render();
-    assert!(metrics.contains("streaming_proxy_cache_hits_total 2"), "{metrics}");
-    assert!(metrics.contains("streaming_proxy_cache_misses_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("streaming_proxy_cache_hits_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streaming_proxy_cache_misses_total 2"),
+        "{metrics}"
+    );
     proxy.shutdown().await;
 }
 
@@ -53,20 +67,36 @@ async fn ranges_cold_and_cached_across_slice_borders() {
     // Cold range in the middle slice costs that slice only.
     let cold = get_range(&c, &proxy, "/r", "bytes=70000-70099").await;
     assert_eq!((cold.status, cold.x_cache()), (206, "MISS"));
-    assert_eq!(cold.header("content-range"), format!("bytes 70000-70099/{len}"));
+    assert_eq!(
+        cold.header("content-range"),
+        format!("bytes 70000-70099/{len}")
+    );
     assert_eq!(sha(&cold.body), expect(3, 70000, 70100));
-    assert_eq!(origin.requests("/r"), vec![(Some("bytes=65536-131071".into()), 206)]);
+    assert_eq!(
+        origin.requests("/r"),
+        vec![(Some("bytes=65536-131071".into()), 206)]
+    );
 
     // A range spanning stored and missing slices: partial hit.
     let border = 64 * KIB;
-    let across = get_range(&c, &proxy, "/r", &format!("bytes={}-{}", border - 10, 2 * border + 9)).await;
+    let across = get_range(
+        &c,
+        &proxy,
+        "/r",
+        &format!("bytes={}-{}", border - 10, 2 * border + 9),
+    )
+    .await;
     assert_eq!((across.status, across.x_cache()), (206, "PARTIAL"));
     assert_eq!(sha(&across.body), expect(3, border - 10, 2 * border + 10));
 
     let cases: Vec<(String, u64, u64)> = vec![
         ("bytes=0-0".into(), 0, 1),
         ("bytes=0-99".into(), 0, 100),
-        (format!("bytes={}-{}", border - 1, border), border - 1, border + 1),
+        (
+            format!("bytes={}-{}", border - 1, border),
+            border - 1,
+            border + 1,
+        ),
         ("bytes=100000-".into(), 100000, len),
         ("bytes=-50".into(), len - 50, len),
         (format!("bytes={}-{}", len - 1, len + 500), len - 1, len),
@@ -75,7 +105,11 @@ async fn ranges_cold_and_cached_across_slice_borders() {
     for (range, start, end) in cases {
         let got = get_range(&c, &proxy, "/r", &range).await;
         assert_eq!(got.status, 206, "{range}");
-        assert_eq!(got.header("content-range"), format!("bytes {start}-{}/{len}", end - 1), "{range}");
+        assert_eq!(
+            got.header("content-range"),
+            format!("bytes {start}-{}/{len}", end - 1),
+            "{range}"
+        );
         assert_eq!(sha(&got.body), expect(3, start, end), "{range}");
     }
     let full = get(&c, &proxy, "/r").await;
@@ -106,7 +140,9 @@ async fn fifty_concurrent_cold_clients_share_one_fetch_per_slice() {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let (c, url) = (c.clone(), format!("http://{}/hot", proxy.addr));
-        tasks.push(tokio::spawn(async move { request(&c, "GET", url, None).await }));
+        tasks.push(tokio::spawn(
+            async move { request(&c, "GET", url, None).await },
+        ));
     }
     let want = expect(5, 0, 2 * MIB);
     for t in tasks {
@@ -131,7 +167,9 @@ async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others()
     let url = format!("http://{}/slow", proxy.addr);
     // The first client reads the head and a little of the body, then goes away.
     let first = {
-        let req = http::Request::get(url.clone()).body(http_body_util::Empty::new()).unwrap();
+        let req = http::Request::get(url.clone())
+            .body(http_body_util::Empty::new())
+            .unwrap();
         let answer = c.request(req).await.unwrap();
         assert_eq!(answer.headers()["x-cache"], "MISS");
         let mut body = answer.into_body();
@@ -148,9 +186,16 @@ async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others()
     let got = second.await.unwrap();
     assert_eq!((got.status, got.error), (200, false));
     assert_eq!(sha(&got.body), expect(6, 0, MIB));
-    assert_eq!(origin.requests("/slow").len(), 1, "the fill went on for the joiner");
+    assert_eq!(
+        origin.requests("/slow").len(),
+        1,
+        "the fill went on for the joiner"
+    );
     let again = get(&c, &proxy, "/slow").await;
-    assert_eq!((again.x_cache(), sha(&again.body)), ("HIT", expect(6, 0, MIB)));
+    assert_eq!(
+        (again.x_cache(), sha(&again.body)),
+        ("HIT", expect(6, 0, MIB))
+    );
     proxy.shutdown().await;
 }
 
@@ -165,7 +210,11 @@ async fn origin_dying_mid_object_gives_readers_an_error_not_a_short_200() {
     let c = client();
     let got = get(&c, &proxy, "/dies").await;
     assert_eq!(got.status, 200);
-    assert!(got.error, "body must fail, got {} clean bytes", got.body.len());
+    assert!(
+        got.error,
+        "body must fail, got {} clean bytes",
+        got.body.len()
+    );
     assert!((got.body.len() as u64) < MIB);
     // Nothing half-written is served afterwards: the object is fetched again.
     origin.update("/dies", |s| s.die_after = None);
@@ -187,7 +236,12 @@ async fn corrupt_l2_piece_is_dropped_and_refetched() {
     proxy.shutdown().await;
 
     // Flip one byte in the middle slice on disk.
-    let object_dir = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let object_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let piece = object_dir.join("1.piece");
     let mut data = std::fs::read(&piece).unwrap();
     data[1000] ^= 0xff;
@@ -199,9 +253,19 @@ async fn corrupt_l2_piece_is_dropped_and_refetched() {
     assert_eq!((got.status, got.error), (200, false));
     assert_eq!(sha(&got.body), expect(8, 0, 3 * 64 * KIB));
     let log = origin.requests("/c");
-    assert_eq!(log.len(), 4, "only the corrupt slice is fetched again: {log:?}");
+    assert_eq!(
+        log.len(),
+        4,
+        "only the corrupt slice is fetched again: {log:?}"
+    );
     assert_eq!(log[3].0.as_deref(), Some("bytes=65536-131071"));
-    assert!(proxy.proxy.metrics().render().contains("streaming_proxy_l2_corrupt_pieces_total 1"));
+    assert!(
+        proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_corrupt_pieces_total 1")
+    );
     assert_eq!(get(&c, &proxy, "/c").await.x_cache(), "HIT");
     proxy.shutdown().await;
 }
@@ -236,7 +300,11 @@ async fn record_then_replay_serves_offline_and_504s_misses() {
     cfg.mode = Mode::Record;
     let proxy = Proxy::start(cfg.clone()).await;
     let c = client();
-    assert_eq!(get(&c, &proxy, "/rec").await.x_cache(), "MISS", "record stores no-store answers");
+    assert_eq!(
+        get(&c, &proxy, "/rec").await.x_cache(),
+        "MISS",
+        "record stores no-store answers"
+    );
     proxy.shutdown().await;
     origin.stop();
 
@@ -263,7 +331,11 @@ async fn purge_removes_from_both_tiers() {
     assert_eq!(get(&c, &proxy, "/p").await.x_cache(), "HIT");
     let purge = request(&c, "PURGE", format!("http://{}/p", proxy.addr), None).await;
     assert_eq!((purge.status, purge.x_cache()), (200, "PURGED"));
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "disk entry removed");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "disk entry removed"
+    );
     let again = get(&c, &proxy, "/p").await;
     assert_eq!(again.x_cache(), "MISS");
     assert_eq!(sha(&again.body), expect(12, 0, 100 * KIB));
@@ -291,7 +363,11 @@ async fn uncacheable_answers_pass_through() {
         assert_eq!(sha(&got.body), expect(13, 0, 100 * KIB));
         assert_eq!(get(&c, &proxy, "/private").await.x_cache(), "BYPASS");
     }
-    assert_eq!(origin.requests("/ns").len(), 4, "2 slices x 2 requests, none stored");
+    assert_eq!(
+        origin.requests("/ns").len(),
+        4,
+        "2 slices x 2 requests, none stored"
+    );
     assert_eq!(origin.requests("/private").len(), 2);
     let missing = get(&c, &proxy, "/404").await;
     assert_eq!((missing.status, missing.x_cache()), (404, "BYPASS"));
@@ -346,7 +422,12 @@ async fn origin_without_range_support_streams_whole_object_and_stores_slices() {
     assert_eq!(sha(&r.body), expect(17, 200000, 201000));
     // Let the whole-object fill finish storing.
     for _ in 0..100 {
-        if proxy.proxy.metrics().render().contains("fills_in_progress 0") {
+        if proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("fills_in_progress 0")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

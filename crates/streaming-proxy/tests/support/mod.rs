@@ -93,7 +93,9 @@ impl Origin {
             // Connections live in the JoinSet: aborting the accept task drops them all.
             let mut conns = JoinSet::new();
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { break };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    break;
+                };
                 let st = st.clone();
                 conns.spawn(async move {
                     let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
@@ -111,7 +113,11 @@ impl Origin {
     }
 
     pub fn add(&self, path: &str, spec: Spec) {
-        self.state.specs.lock().unwrap().insert(path.to_owned(), spec);
+        self.state
+            .specs
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), spec);
     }
 
     pub fn update(&self, path: &str, f: impl FnOnce(&mut Spec)) {
@@ -144,11 +150,23 @@ impl Drop for Origin {
 
 type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-async fn serve(state: Arc<OriginState>, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
+async fn serve(
+    state: Arc<OriginState>,
+    req: Request<Incoming>,
+) -> Result<Response<OriginBody>, Infallible> {
     let path = req.uri().path().to_owned();
-    let range = req.headers().get("range").map(|v| v.to_str().unwrap().to_owned());
+    let range = req
+        .headers()
+        .get("range")
+        .map(|v| v.to_str().unwrap().to_owned());
     let spec = state.specs.lock().unwrap().get(&path).cloned();
-    let log = |status: u16| state.log.lock().unwrap().push((path.clone(), range.clone(), status));
+    let log = |status: u16| {
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push((path.clone(), range.clone(), status))
+    };
     let empty = || Empty::new().map_err(|e| match e {}).boxed();
     let Some(spec) = spec else {
         log(404);
@@ -160,7 +178,11 @@ async fn serve(state: Arc<OriginState>, req: Request<Incoming>) -> Result<Respon
     }
     if let Some(etag) = &spec.etag {
         builder = builder.header("etag", etag);
-        if req.headers().get("if-none-match").is_some_and(|v| v == etag.as_str()) {
+        if req
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|v| v == etag.as_str())
+        {
             log(304);
             return Ok(builder.status(304).body(empty()).unwrap());
         }
@@ -168,7 +190,11 @@ async fn serve(state: Arc<OriginState>, req: Request<Incoming>) -> Result<Respon
     builder = builder.header("content-type", "application/octet-stream");
     if spec.status != 200 {
         log(spec.status);
-        return Ok(builder.status(spec.status).header("content-length", 0).body(empty()).unwrap());
+        return Ok(builder
+            .status(spec.status)
+            .header("content-length", 0)
+            .body(empty())
+            .unwrap());
     }
     let (mut start, mut end) = (0, spec.len);
     let mut status = StatusCode::OK;
@@ -292,7 +318,9 @@ pub struct Got {
 
 impl Got {
     pub fn x_cache(&self) -> &str {
-        self.headers.get("x-cache").map_or("", |v| v.to_str().unwrap())
+        self.headers
+            .get("x-cache")
+            .map_or("", |v| v.to_str().unwrap())
     }
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", |v| v.to_str().unwrap())
@@ -304,7 +332,10 @@ pub async fn request(client: &TestClient, method: &str, url: String, range: Opti
     if let Some(r) = range {
         req = req.header("range", r);
     }
-    let answer = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let answer = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
     let (parts, mut body) = answer.into_parts();
     let mut bytes = Vec::new();
     let mut error = false;
@@ -334,5 +365,11 @@ pub async fn get(client: &TestClient, proxy: &Proxy, path: &str) -> Got {
 }
 
 pub async fn get_range(client: &TestClient, proxy: &Proxy, path: &str, range: &str) -> Got {
-    request(client, "GET", format!("http://{}{path}", proxy.addr), Some(range)).await
+    request(
+        client,
+        "GET",
+        format!("http://{}{path}", proxy.addr),
+        Some(range),
+    )
+    .await
 }
