@@ -87,14 +87,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = StreamingProxy::new(config)?;
     if let Some(addr) = metrics_addr {
         let metrics = proxy.metrics();
-        let server = Server::bind(
-            ServerConfig::default(),
-            Listen {
-                http: Some(addr),
-                https: None,
-            },
-        )
-        .await?;
+        let server = bind_http(addr).await?;
         tokio::spawn(async move {
             let handler = tower::service_fn(move |req: http::Request<Body>| {
                 let metrics = metrics.clone();
@@ -119,17 +112,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         });
         tracing::info!(%addr, "metrics on /metrics");
     }
-    let server = Server::bind(
-        ServerConfig::default(),
-        Listen {
-            http: Some(listen),
-            https: None,
-        },
-    )
-    .await?;
+    let server = bind_http(listen).await?;
     tracing::info!(%listen, "streaming-proxy listening");
     server
         .serve(proxy, web_service::ctrl_c_or_sigterm())
         .await?;
     Ok(())
+}
+
+/// A cleartext (HTTP/1.1 and h2c) server on `addr`.
+async fn bind_http(addr: SocketAddr) -> Result<Server, web_service::Error> {
+    let listen = Listen {
+        http: Some(addr),
+        https: None,
+    };
+    Server::bind(ServerConfig::default(), listen).await
 }

@@ -4,104 +4,50 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Counters shared by the cache, the fills and the request path.
-#[derive(Debug)]
-pub struct Metrics {
-    /// Responses served entirely from the cache.
-    pub hits: Counter,
-    /// Responses that needed the origin (cold, partial, joined fill).
-    pub misses: Counter,
-    /// Responses passed through without storing.
-    pub bypasses: Counter,
-    /// Body bytes sent to clients from stored pieces.
-    pub bytes_from_cache: Counter,
-    /// Body bytes received from the origin by fills.
-    pub bytes_from_origin: Counter,
-    /// Origin fetches in progress.
-    pub fills_in_progress: Gauge,
-    /// Pieces evicted from memory.
-    pub l1_evictions: Counter,
-    /// Objects evicted from disk.
-    pub l2_evictions: Counter,
-    /// Disk pieces found corrupt and dropped.
-    pub l2_corrupt: Counter,
-    /// Disk reads or writes that failed.
-    pub l2_errors: Counter,
-    /// Stale objects revalidated with a `304`.
-    pub revalidated: Counter,
-    registry: Registry,
+// Declares each metric once: field, type, exported name and help text.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $name:literal, $help:literal;)*) => {
+        /// Counters shared by the cache, the fills and the request path.
+        #[derive(Debug)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $field: $ty,)*
+            registry: Registry,
+        }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                let mut registry = Registry::with_prefix("streaming_proxy");
+                $(let $field = <$ty>::default();
+                registry.register($name, $help, $field.clone());)*
+                Self { $($field,)* registry }
+            }
+        }
+    };
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut m = Self {
-            hits: Counter::default(),
-            misses: Counter::default(),
-            bypasses: Counter::default(),
-            bytes_from_cache: Counter::default(),
-            bytes_from_origin: Counter::default(),
-            fills_in_progress: Gauge::default(),
-            l1_evictions: Counter::default(),
-            l2_evictions: Counter::default(),
-            l2_corrupt: Counter::default(),
-            l2_errors: Counter::default(),
-            revalidated: Counter::default(),
-            registry: Registry::with_prefix("streaming_proxy"),
-        };
-        let r = &mut m.registry;
-        r.register(
-            "cache_hits",
-            "Responses served from the cache",
-            m.hits.clone(),
-        );
-        r.register(
-            "cache_misses",
-            "Responses that needed the origin",
-            m.misses.clone(),
-        );
-        r.register(
-            "cache_bypasses",
-            "Responses passed through uncached",
-            m.bypasses.clone(),
-        );
-        r.register(
-            "bytes_from_cache",
-            "Body bytes served from stored pieces",
-            m.bytes_from_cache.clone(),
-        );
-        r.register(
-            "bytes_from_origin",
-            "Body bytes received from the origin",
-            m.bytes_from_origin.clone(),
-        );
-        r.register(
-            "fills_in_progress",
-            "Origin fetches in progress",
-            m.fills_in_progress.clone(),
-        );
-        r.register(
-            "l1_evictions",
-            "Pieces evicted from memory",
-            m.l1_evictions.clone(),
-        );
-        r.register(
-            "l2_evictions",
-            "Objects evicted from disk",
-            m.l2_evictions.clone(),
-        );
-        r.register(
-            "l2_corrupt_pieces",
-            "Disk pieces failing their checksum",
-            m.l2_corrupt.clone(),
-        );
-        r.register("l2_errors", "Disk cache I/O errors", m.l2_errors.clone());
-        r.register(
-            "revalidated",
-            "Stale objects refreshed by a 304",
-            m.revalidated.clone(),
-        );
-        m
-    }
+metrics! {
+    /// Responses served from the cache (HIT, REVALIDATED, STALE).
+    hits: Counter = "cache_hits", "Responses served from the cache";
+    /// Responses that needed the origin (MISS, PARTIAL).
+    misses: Counter = "cache_misses", "Responses that needed the origin";
+    /// Responses passed through without storing.
+    bypasses: Counter = "cache_bypasses", "Responses passed through uncached";
+    /// Body bytes sent to clients from stored pieces.
+    bytes_from_cache: Counter = "bytes_from_cache", "Body bytes served from stored pieces";
+    /// Body bytes received from the origin by fills.
+    bytes_from_origin: Counter = "bytes_from_origin", "Body bytes received from the origin";
+    /// Origin fetches in progress.
+    fills_in_progress: Gauge = "fills_in_progress", "Origin fetches in progress";
+    /// Pieces evicted from memory.
+    l1_evictions: Counter = "l1_evictions", "Pieces evicted from memory";
+    /// Objects evicted from disk.
+    l2_evictions: Counter = "l2_evictions", "Objects evicted from disk";
+    /// Disk pieces found corrupt and dropped.
+    l2_corrupt: Counter = "l2_corrupt_pieces", "Disk pieces failing their checksum";
+    /// Disk reads or writes that failed.
+    l2_errors: Counter = "l2_errors", "Disk cache I/O errors";
+    /// Stale objects revalidated with a `304`.
+    revalidated: Counter = "revalidated", "Stale objects refreshed by a 304";
 }
 
 impl Metrics {

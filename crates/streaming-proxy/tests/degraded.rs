@@ -1,0 +1,87 @@
+//! Degraded conditions: an origin that never answers, an unusable disk, a memory
+//! budget far smaller than the objects.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+const KIB: u64 = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_origin_gives_504() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let origin = Origin::start().await; // only for its config helper
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.upstream = format!("http://{addr}");
+    cfg.upstream_timeout_secs = 1;
+    let proxy = Proxy::start(cfg).await;
+    let got = get(&client(), &proxy, "/x").await;
+    assert_eq!((got.status, got.x_cache()), (504, "MISS"));
+    hold.abort();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_disk_degrades_to_memory_only() {
+    let origin = Origin::start().await;
+    origin.add("/d", Spec::new(200 * KIB, 21));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    // The cache directory is a regular file: L2 cannot open.
+    let proxy = Proxy::start(config(&origin, file.path(), 64 * KIB)).await;
+    let c = client();
+    let miss = get(&c, &proxy, "/d").await;
+    assert_eq!((miss.status, miss.x_cache()), (200, "MISS"));
+    assert_eq!(sha(&miss.body), sha(&object_bytes(21, 0, 200 * KIB)));
+    let hit = get(&c, &proxy, "/d").await;
+    assert_eq!(
+        (hit.x_cache(), sha(&hit.body)),
+        ("HIT", sha(&object_bytes(21, 0, 200 * KIB)))
+    );
+    assert!(
+        proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_errors_total 1")
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_l1_budget_and_evicted_slices_are_refetched() {
+    let origin = Origin::start().await;
+    let len = 2 * 1024 * KIB;
+    origin.add("/m", Spec::new(len, 22));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l1_bytes = 256 * KIB;
+    cfg.l2_bytes = 0;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    let want = sha(&object_bytes(22, 0, len));
+    let miss = get(&c, &proxy, "/m").await;
+    assert_eq!((miss.x_cache(), sha(&miss.body)), ("MISS", want.clone()));
+    assert!(proxy.proxy.cache().bytes_held().0 <= 256 * KIB);
+    let again = get(&c, &proxy, "/m").await;
+    assert_eq!((again.x_cache(), sha(&again.body)), ("PARTIAL", want));
+    assert!(proxy.proxy.cache().bytes_held().0 <= 256 * KIB);
+    let metrics = proxy.proxy.metrics().render();
+    assert!(
+        !metrics.contains("streaming_proxy_l1_evictions_total 0"),
+        "{metrics}"
+    );
+    // A sequential pass over an object larger than L1 evicts its own slices (LRU),
+    // so each pass fetches each slice once, never more.
+    assert_eq!(origin.requests("/m").len(), 64);
+    proxy.shutdown().await;
+}
