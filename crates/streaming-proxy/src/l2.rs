@@ -101,10 +101,14 @@ impl DiskStore {
             };
             for file in std::fs::read_dir(&dir)? {
                 let path = file?.path();
-                let Some(idx) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".piece"))
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.ends_with(".tmp") {
+                    // Left by a crash between write and rename.
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                let Some(idx) = name
+                    .strip_suffix(".piece")
                     .and_then(|n| n.parse::<u64>().ok())
                 else {
                     continue;

@@ -175,3 +175,48 @@ fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<u64> {
     let time = httpdate::parse_http_date(value).unwrap_or(UNIX_EPOCH);
     time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: Mode, headers: &[(&str, &str)]) -> Option<u64> {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        freshness(mode, 200, &map, true, Duration::from_secs(100))
+            .map(|t| t.saturating_sub(now_secs()))
+    }
+
+    #[test]
+    fn cache_control_expires_and_default_ttl() {
+        let n = Mode::Normal;
+        assert_eq!(policy(n, &[]), Some(100));
+        assert_eq!(policy(n, &[("cache-control", "max-age=60")]), Some(60));
+        assert_eq!(
+            policy(n, &[("cache-control", "max-age=60, s-maxage=5")]),
+            Some(5)
+        );
+        assert_eq!(policy(n, &[("cache-control", "public, no-store")]), None);
+        assert_eq!(policy(n, &[("cache-control", "private")]), None);
+        assert_eq!(
+            policy(n, &[("cache-control", "no-cache, max-age=60")]),
+            Some(0)
+        );
+        assert_eq!(policy(n, &[("vary", "accept-encoding")]), None);
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        let got = policy(n, &[("date", &date), ("expires", &later)]).unwrap();
+        assert!((3599..=3600).contains(&got), "{got}");
+        assert_eq!(policy(n, &[("expires", "garbage")]), Some(0));
+        assert!(policy(Mode::Record, &[("cache-control", "no-store")]).is_some());
+        let map = HeaderMap::new();
+        let ttl = Duration::from_secs(1);
+        assert_eq!(freshness(n, 404, &map, true, ttl), None);
+        assert_eq!(freshness(n, 200, &map, false, ttl), None);
+    }
+}

@@ -338,6 +338,11 @@ impl StreamingProxy {
         if headers.is_empty() {
             return Revalidation::Changed;
         }
+        // If it did change, the answer is discarded: bound it to one slice.
+        let range = format!("bytes=0-{}", meta.slice_size - 1);
+        if let Ok(v) = HeaderValue::from_str(&range) {
+            headers.insert(header::RANGE, v);
+        }
         let answer = shared
             .upstream
             .send(Method::GET, &meta.key, headers, Body::empty())

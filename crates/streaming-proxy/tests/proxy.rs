@@ -117,6 +117,13 @@ async fn ranges_cold_and_cached_across_slice_borders() {
     assert_eq!(sha(&full.body), expect(3, 0, len));
     assert_eq!(origin.requests("/r").len(), 4, "each slice fetched once");
 
+    let head = request(&c, "HEAD", format!("http://{}/r", proxy.addr), None).await;
+    assert_eq!((head.status, head.x_cache()), (200, "HIT"));
+    assert_eq!(
+        (head.header("content-length"), head.body.len()),
+        (len.to_string().as_str(), 0)
+    );
+
     let bad = get_range(&c, &proxy, "/r", &format!("bytes={len}-")).await;
     assert_eq!(bad.status, 416);
     assert_eq!(bad.header("content-range"), format!("bytes */{len}"));
@@ -436,5 +443,71 @@ async fn origin_without_range_support_streams_whole_object_and_stores_slices() {
     assert_eq!((full.status, full.x_cache()), (200, "HIT"));
     assert_eq!(sha(&full.body), expect(17, 0, 300 * KIB));
     assert_eq!(origin.requests("/norange").len(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_of_a_wrapped_whole_object_fill_gets_every_byte() {
+    // No range support: one fill streams the whole object through a ring smaller
+    // than the object, so a late joiner cannot read it from the start.
+    let origin = Origin::start().await;
+    let len = 2 * 1024 * KIB;
+    let mut spec = Spec::new(len, 18);
+    spec.ranges = false;
+    spec.chunk_delay = Duration::from_millis(1);
+    origin.add("/wrap", spec);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
+    let c = client();
+    let url = format!("http://{}/wrap", proxy.addr);
+    let first = tokio::spawn({
+        let (c, url) = (c.clone(), url.clone());
+        async move { request(&c, "GET", url, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let late = request(&c, "GET", url, None).await;
+    let first = first.await.unwrap();
+    let want = expect(18, 0, len);
+    assert_eq!((first.error, sha(&first.body)), (false, want.clone()));
+    assert_eq!((late.error, sha(&late.body)), (false, want));
+    assert_eq!(origin.requests("/wrap").len(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_of_a_1gib_object_costs_only_its_slices() {
+    let origin = Origin::start().await;
+    let len = 1024 * MIB;
+    origin.add("/huge", Spec::new(len, 19));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(config(&origin, dir.path(), MIB)).await;
+    let c = client();
+    let mid = 500_000_000;
+    let got = get_range(&c, &proxy, "/huge", &format!("bytes={mid}-{}", mid + 999)).await;
+    assert_eq!((got.status, got.x_cache()), (206, "MISS"));
+    assert_eq!(
+        got.header("content-range"),
+        format!("bytes {mid}-{}/{len}", mid + 999)
+    );
+    assert_eq!(sha(&got.body), expect(19, mid, mid + 1000));
+    assert_eq!(origin.requests("/huge").len(), 1);
+    // Across the border of slices 10 and 11: those two slices only.
+    let border = 11 * MIB;
+    let got = get_range(
+        &c,
+        &proxy,
+        "/huge",
+        &format!("bytes={}-{}", border - 5, border + 4),
+    )
+    .await;
+    assert_eq!((got.status, got.x_cache()), (206, "PARTIAL"));
+    assert_eq!(sha(&got.body), expect(19, border - 5, border + 5));
+    assert_eq!(origin.requests("/huge").len(), 3);
+    let again = get_range(&c, &proxy, "/huge", &format!("bytes={mid}-{}", mid + 999)).await;
+    assert_eq!(
+        (again.x_cache(), sha(&again.body)),
+        ("HIT", expect(19, mid, mid + 1000))
+    );
+    assert_eq!(origin.requests("/huge").len(), 3);
     proxy.shutdown().await;
 }
