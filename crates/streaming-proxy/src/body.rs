@@ -16,6 +16,7 @@ pub(crate) struct RangeBody {
     shared: Arc<Shared>,
     key: String,
     slice_size: u64,
+    total: u64,
     pos: u64,
     end: u64,
     may_fetch: bool,
@@ -33,7 +34,7 @@ impl RangeBody {
     pub fn new(
         shared: Arc<Shared>,
         key: String,
-        slice_size: u64,
+        (slice_size, total): (u64, u64),
         (start, end): (u64, u64),
         may_fetch: bool,
         first: Option<Source>,
@@ -42,6 +43,7 @@ impl RangeBody {
             shared,
             key,
             slice_size,
+            total,
             pos: start,
             end,
             may_fetch,
@@ -93,6 +95,10 @@ impl RangeBody {
                         .inc_by(out.len() as u64);
                     self.pos = to;
                     return Some(Ok(out));
+                }
+                Source::Tail { head, .. } if head.relay || head.meta.total != Some(self.total) => {
+                    // The origin's answer no longer matches the object being served.
+                    return Some(Err(broken("origin object changed during the response")));
                 }
                 Source::Tail { reader, head, next } => {
                     let covers = *next <= self.pos && head.body_end.is_none_or(|e| self.pos < e);

@@ -169,20 +169,19 @@ impl StreamingProxy {
         let replay = shared.config.mode == Mode::Replay;
         if let Some(meta) = shared.cache.meta(&key) {
             if replay || meta.is_fresh(now_secs()) {
-                return self.serve_stored(meta, head_only, range, None);
+                return self.serve_stored(meta, head_only, range, None).await;
             }
             match self.revalidate(&meta).await {
                 Revalidation::Fresh(meta) => {
                     shared.metrics.revalidated.inc();
-                    return self.serve_stored(
-                        meta,
-                        head_only,
-                        range,
-                        Some(CacheStatus::Revalidated),
-                    );
+                    return self
+                        .serve_stored(meta, head_only, range, Some(CacheStatus::Revalidated))
+                        .await;
                 }
                 Revalidation::Unreachable => {
-                    return self.serve_stored(meta, head_only, range, Some(CacheStatus::Stale));
+                    return self
+                        .serve_stored(meta, head_only, range, Some(CacheStatus::Stale))
+                        .await;
                 }
                 Revalidation::Changed => {
                     shared.cache.purge(&key).await;
@@ -201,7 +200,7 @@ impl StreamingProxy {
             Err(e) => simple(e.status(), CacheStatus::Miss, &e.to_string()),
             Ok(Source::Piece { .. }) => match shared.cache.meta(&key) {
                 // Stored between the lookup and the open: a hit after all.
-                Some(meta) => self.serve_stored(meta, head_only, range, None),
+                Some(meta) => self.serve_stored(meta, head_only, range, None).await,
                 None => simple(
                     StatusCode::BAD_GATEWAY,
                     CacheStatus::Miss,
@@ -239,7 +238,7 @@ impl StreamingProxy {
 
     /// Serves a stored object; `status` forces the `x-cache` value, else HIT or PARTIAL
     /// by whether every needed piece is stored.
-    fn serve_stored(
+    async fn serve_stored(
         &self,
         meta: Arc<ObjectMeta>,
         head_only: bool,
@@ -267,7 +266,16 @@ impl StreamingProxy {
         } else {
             CacheStatus::Partial
         });
-        self.respond(meta, head_only, range, status, None, !replay)
+        // A missing first slice is opened before answering, so an origin failure is
+        // a 502/504 rather than a 200 whose body breaks at once.
+        let mut source = None;
+        if !replay && !head_only && start < end && !self.shared.cache.has_piece(&meta.key, first) {
+            match fill::open(&self.shared, &meta.key, first, true, None).await {
+                Ok(opened) => source = Some(opened),
+                Err(e) => return simple(e.status(), CacheStatus::Miss, &e.to_string()),
+            }
+        }
+        self.respond(meta, head_only, range, status, source, !replay)
     }
 
     fn respond(
@@ -301,7 +309,7 @@ impl StreamingProxy {
             RangeBody::new(
                 self.shared.clone(),
                 meta.key.clone(),
-                meta.slice_size,
+                (meta.slice_size, total),
                 (start, end),
                 may_fetch,
                 first,

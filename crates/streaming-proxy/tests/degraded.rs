@@ -85,3 +85,23 @@ async fn memory_stays_within_l1_budget_and_evicted_slices_are_refetched() {
     assert_eq!(origin.requests("/m").len(), 64);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_object_missing_its_first_slice_with_origin_down_is_502_not_a_broken_200() {
+    let origin = Origin::start().await;
+    origin.add("/half", Spec::new(128 * KIB, 23));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l1_bytes = 64 * KIB; // room for one slice: the first is evicted by the second
+    cfg.l2_bytes = 0;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "/half").await.x_cache(), "MISS");
+    origin.stop();
+    let tail = get_range(&c, &proxy, "/half", "bytes=70000-70009").await;
+    assert_eq!((tail.status, tail.x_cache()), (206, "HIT"));
+    assert_eq!(sha(&tail.body), sha(&object_bytes(23, 70000, 70010)));
+    let whole = get(&c, &proxy, "/half").await;
+    assert_eq!((whole.status, whole.x_cache()), (502, "MISS"));
+    proxy.shutdown().await;
+}
