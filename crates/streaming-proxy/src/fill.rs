@@ -365,6 +365,13 @@ impl Fill {
                     .await
                     .map_err(|_| StatusCode::BAD_GATEWAY)?;
             }
+            let readers = shared.fills.streams.reader_count(self.writer.id());
+            if !head.meta.cacheable && readers.is_ok_and(|n| n == 0) {
+                // Nobody reads and nothing is stored: fetching on would be waste.
+                tracing::debug!(key = %self.key, "uncacheable fill without readers: stopped");
+                self.writer.abort(AbortReason::ClientGone);
+                return Ok(());
+            }
         }
         if head.body_end.is_some_and(|end| offset != end) {
             tracing::warn!(key = %self.key, offset, "origin body ended short");

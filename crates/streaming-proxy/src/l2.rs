@@ -232,7 +232,15 @@ impl DiskStore {
             }
         };
         let path = piece_path(&dir, index);
-        let data = tokio::fs::read(&path).await?;
+        let data = match tokio::fs::read(&path).await {
+            Ok(data) => data,
+            Err(e) => {
+                // Unreadable (deleted behind our back, I/O error): forget it, so the
+                // slice is fetched again rather than looked for on every request.
+                self.forget_piece(key, index);
+                return Err(e.into());
+            }
+        };
         let valid = data.len() >= HEADER
             && &data[..4] == MAGIC
             && data[4..HEADER]

@@ -511,3 +511,43 @@ async fn range_of_a_1gib_object_costs_only_its_slices() {
     assert_eq!(origin.requests("/huge").len(), 3);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncacheable_fill_stops_when_its_last_reader_leaves() {
+    let origin = Origin::start().await;
+    let len = 4 * 1024 * KIB;
+    let mut spec = Spec::new(len, 20);
+    spec.ranges = false;
+    spec.cache_control = Some("no-store".into());
+    spec.chunk_delay = Duration::from_millis(2);
+    origin.add("/gone", spec);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
+    let c = client();
+    let req = http::Request::get(format!("http://{}/gone", proxy.addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let answer = c.request(req).await.unwrap();
+    assert_eq!(answer.headers()["x-cache"], "BYPASS");
+    let mut body = answer.into_body();
+    use http_body_util::BodyExt;
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    for _ in 0..500 {
+        if proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("fills_in_progress 0")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = origin.state.sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < len,
+        "the origin was read to the end ({sent} bytes) for nobody"
+    );
+    proxy.shutdown().await;
+}

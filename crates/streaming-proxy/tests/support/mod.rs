@@ -71,6 +71,8 @@ pub struct OriginState {
     pub specs: Mutex<HashMap<String, Spec>>,
     /// Every request: (path, range header, status answered).
     pub log: Mutex<Vec<(String, Option<String>, u16)>>,
+    /// Body bytes handed to connections, all paths.
+    pub sent: std::sync::atomic::AtomicU64,
 }
 
 pub struct Origin {
@@ -221,6 +223,7 @@ async fn serve(
     let chunk = 16 * 1024;
     let stream = futures_util::stream::unfold(start, move |pos| {
         let spec = spec.clone();
+        let state = state.clone();
         async move {
             if pos >= end {
                 return None;
@@ -232,6 +235,9 @@ async fn serve(
                 return Some((Err(std::io::Error::other("origin died")), end));
             }
             let to = (pos + chunk).min(end);
+            state
+                .sent
+                .fetch_add(to - pos, std::sync::atomic::Ordering::Relaxed);
             let data = Bytes::from(object_bytes(spec.seed, pos, to));
             Some((Ok(Frame::data(data)), to))
         }
