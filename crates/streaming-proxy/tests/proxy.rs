@@ -19,12 +19,9 @@ fn expect(seed: u8, start: u64, end: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_identical_bytes_1kib_and_10mib() {
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(MIB).await;
     origin.add("/small", Spec::new(KIB, 1));
     origin.add("/big", Spec::new(10 * MIB, 2));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), MIB)).await;
-    let c = client();
     for (path, len, seed, slices) in [("/small", KIB, 1, 1), ("/big", 10 * MIB, 2, 10)] {
         let miss = get(&c, &proxy, path).await;
         assert_eq!(
@@ -57,12 +54,9 @@ async fn miss_then_hit_identical_bytes_1kib_and_10mib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_cold_and_cached_across_slice_borders() {
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     let len = 3 * 64 * KIB + 123;
     origin.add("/r", Spec::new(len, 3));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
 
     // Cold range in the middle slice costs that slice only.
     let cold = get_range(&c, &proxy, "/r", "bytes=70000-70099").await;
@@ -137,13 +131,8 @@ async fn ranges_cold_and_cached_across_slice_borders() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_cold_clients_share_one_fetch_per_slice() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(2 * MIB, 5);
-    spec.chunk_delay = Duration::from_millis(2);
-    origin.add("/hot", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 512 * KIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(512 * KIB).await;
+    origin.add("/hot", Spec::new(2 * MIB, 5).delay_ms(2));
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let (c, url) = (c.clone(), format!("http://{}/hot", proxy.addr));
@@ -164,13 +153,8 @@ async fn fifty_concurrent_cold_clients_share_one_fetch_per_slice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(MIB, 6);
-    spec.chunk_delay = Duration::from_millis(5);
-    origin.add("/slow", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), MIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(MIB).await;
+    origin.add("/slow", Spec::new(MIB, 6).delay_ms(5));
     let url = format!("http://{}/slow", proxy.addr);
     // The first client reads the head and a little of the body, then goes away.
     let first = {
@@ -208,13 +192,8 @@ async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_dying_mid_object_gives_readers_an_error_not_a_short_200() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(MIB, 7);
-    spec.die_after = Some(300 * KIB);
-    origin.add("/dies", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), MIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(MIB).await;
+    origin.add("/dies", Spec::new(MIB, 7).die_after(300 * KIB));
     let got = get(&c, &proxy, "/dies").await;
     assert_eq!(got.status, 200);
     assert!(
@@ -279,12 +258,9 @@ async fn corrupt_l2_piece_is_dropped_and_refetched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_stopped_hits_served_misses_502() {
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     origin.add("/kept", Spec::new(100 * KIB, 9));
     origin.add("/never", Spec::new(100 * KIB, 10));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
     assert_eq!(get(&c, &proxy, "/kept").await.x_cache(), "MISS");
     origin.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -299,9 +275,7 @@ async fn origin_stopped_hits_served_misses_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
-    let mut spec = Spec::new(200 * KIB, 11);
-    spec.cache_control = Some("no-store".into());
-    origin.add("/rec", spec);
+    origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&origin, dir.path(), 64 * KIB);
     cfg.mode = Mode::Record;
@@ -329,11 +303,8 @@ async fn record_then_replay_serves_offline_and_504s_misses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_removes_from_both_tiers() {
-    let origin = Origin::start().await;
+    let (origin, dir, proxy, c) = harness(64 * KIB).await;
     origin.add("/p", Spec::new(100 * KIB, 12));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
     assert_eq!(get(&c, &proxy, "/p").await.x_cache(), "MISS");
     assert_eq!(get(&c, &proxy, "/p").await.x_cache(), "HIT");
     let purge = request(&c, "PURGE", format!("http://{}/p", proxy.addr), None).await;
@@ -354,16 +325,12 @@ async fn purge_removes_from_both_tiers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncacheable_answers_pass_through() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(100 * KIB, 13);
-    spec.cache_control = Some("no-store".into());
-    origin.add("/ns", spec);
-    let mut spec = Spec::new(10 * KIB, 14);
-    spec.cache_control = Some("private, max-age=60".into());
-    origin.add("/private", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/ns", Spec::new(100 * KIB, 13).cache_control("no-store"));
+    origin.add(
+        "/private",
+        Spec::new(10 * KIB, 14).cache_control("private, max-age=60"),
+    );
     for _ in 0..2 {
         let got = get(&c, &proxy, "/ns").await;
         assert_eq!((got.status, got.x_cache()), (200, "BYPASS"));
@@ -383,13 +350,8 @@ async fn uncacheable_answers_pass_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_entry_revalidated_with_etag_304_refreshes() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(100 * KIB, 15);
-    spec.cache_control = Some("max-age=0".into());
-    origin.add("/t", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/t", Spec::new(100 * KIB, 15).cache_control("max-age=0"));
     assert_eq!(get(&c, &proxy, "/t").await.x_cache(), "MISS");
     // max-age=0: stale at once; the origin confirms with 304 and now allows an hour.
     origin.update("/t", |s| s.cache_control = Some("max-age=3600".into()));
@@ -417,13 +379,8 @@ async fn expired_entry_revalidated_with_etag_304_refreshes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_without_range_support_streams_whole_object_and_stores_slices() {
-    let origin = Origin::start().await;
-    let mut spec = Spec::new(300 * KIB, 17);
-    spec.ranges = false;
-    origin.add("/norange", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/norange", Spec::new(300 * KIB, 17).no_ranges());
     let r = get_range(&c, &proxy, "/norange", "bytes=200000-200999").await;
     assert_eq!((r.status, r.x_cache()), (206, "MISS"));
     assert_eq!(sha(&r.body), expect(17, 200000, 201000));
@@ -450,15 +407,9 @@ async fn origin_without_range_support_streams_whole_object_and_stores_slices() {
 async fn late_joiner_of_a_wrapped_whole_object_fill_gets_every_byte() {
     // No range support: one fill streams the whole object through a ring smaller
     // than the object, so a late joiner cannot read it from the start.
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     let len = 2 * 1024 * KIB;
-    let mut spec = Spec::new(len, 18);
-    spec.ranges = false;
-    spec.chunk_delay = Duration::from_millis(1);
-    origin.add("/wrap", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
+    origin.add("/wrap", Spec::new(len, 18).no_ranges().delay_ms(1));
     let url = format!("http://{}/wrap", proxy.addr);
     let first = tokio::spawn({
         let (c, url) = (c.clone(), url.clone());
@@ -476,12 +427,9 @@ async fn late_joiner_of_a_wrapped_whole_object_fill_gets_every_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_of_a_1gib_object_costs_only_its_slices() {
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(MIB).await;
     let len = 1024 * MIB;
     origin.add("/huge", Spec::new(len, 19));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), MIB)).await;
-    let c = client();
     let mid = 500_000_000;
     let got = get_range(&c, &proxy, "/huge", &format!("bytes={mid}-{}", mid + 999)).await;
     assert_eq!((got.status, got.x_cache()), (206, "MISS"));
@@ -514,16 +462,15 @@ async fn range_of_a_1gib_object_costs_only_its_slices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncacheable_fill_stops_when_its_last_reader_leaves() {
-    let origin = Origin::start().await;
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     let len = 4 * 1024 * KIB;
-    let mut spec = Spec::new(len, 20);
-    spec.ranges = false;
-    spec.cache_control = Some("no-store".into());
-    spec.chunk_delay = Duration::from_millis(2);
-    origin.add("/gone", spec);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(config(&origin, dir.path(), 64 * KIB)).await;
-    let c = client();
+    origin.add(
+        "/gone",
+        Spec::new(len, 20)
+            .no_ranges()
+            .cache_control("no-store")
+            .delay_ms(2),
+    );
     let req = http::Request::get(format!("http://{}/gone", proxy.addr))
         .body(http_body_util::Empty::new())
         .unwrap();

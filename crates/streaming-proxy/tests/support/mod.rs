@@ -21,15 +21,35 @@ use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Byte `i` of a generated object with `seed`.
-pub fn byte_at(seed: u8, i: u64) -> u8 {
-    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i >> 7);
-    (x >> 29) as u8 ^ seed
+/// Word `j` (bytes `8j..8j+8`) of a generated object with `seed`: word-wise, so
+/// generating a GiB stays cheap in a debug build.
+fn word(seed: u8, j: u64) -> [u8; 8] {
+    let x = j.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((x ^ (x >> 29)) ^ u64::from(seed).wrapping_mul(0x0101_0101_0101_0101)).to_le_bytes()
 }
 
 /// Bytes `[start, end)` of a generated object.
 pub fn object_bytes(seed: u8, start: u64, end: u64) -> Vec<u8> {
-    (start..end).map(|i| byte_at(seed, i)).collect()
+    let mut out = Vec::with_capacity((end - start + 16) as usize);
+    for j in start / 8..end.div_ceil(8) {
+        out.extend_from_slice(&word(seed, j));
+    }
+    let skip = (start % 8) as usize;
+    out.truncate(skip + (end - start) as usize);
+    out.drain(..skip);
+    out
+}
+
+/// sha256 of bytes `[0, len)` of a generated object, computed a MiB at a time.
+pub fn object_sha(seed: u8, len: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut pos = 0;
+    while pos < len {
+        let to = (pos + (1 << 20)).min(len);
+        hasher.update(object_bytes(seed, pos, to));
+        pos = to;
+    }
+    hex::encode(hasher.finalize())
 }
 
 pub fn sha(bytes: &[u8]) -> String {
@@ -63,6 +83,28 @@ impl Spec {
             die_after: None,
             status: 200,
         }
+    }
+
+    /// Ignores `Range` (answers 200 with the whole object).
+    pub fn no_ranges(mut self) -> Self {
+        self.ranges = false;
+        self
+    }
+
+    pub fn cache_control(mut self, value: &str) -> Self {
+        self.cache_control = Some(value.to_owned());
+        self
+    }
+
+    /// Waits `ms` before each 16 KiB chunk.
+    pub fn delay_ms(mut self, ms: u64) -> Self {
+        self.chunk_delay = Duration::from_millis(ms);
+        self
+    }
+
+    pub fn die_after(mut self, bytes: u64) -> Self {
+        self.die_after = Some(bytes);
+        self
     }
 }
 
@@ -307,6 +349,14 @@ impl Proxy {
     }
 }
 
+/// An origin, a cache directory, a proxy with [`config`] and `slice`, a client.
+pub async fn harness(slice: u64) -> (Origin, tempfile::TempDir, Proxy, TestClient) {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(config(&origin, dir.path(), slice)).await;
+    (origin, dir, proxy, client())
+}
+
 pub type TestClient = Client<HttpConnector, Empty<Bytes>>;
 
 pub fn client() -> TestClient {
@@ -364,6 +414,41 @@ pub async fn request(client: &TestClient, method: &str, url: String, range: Opti
         body: bytes,
         error,
     }
+}
+
+/// GETs `path` hashing the body as it arrives: (status, x-cache, sha256, length, error).
+pub async fn get_hashed(
+    client: &TestClient,
+    proxy: &Proxy,
+    path: &str,
+) -> (u16, String, String, u64, bool) {
+    let req = Request::get(format!("http://{}{path}", proxy.addr))
+        .body(Empty::new())
+        .unwrap();
+    let answer = client.request(req).await.unwrap();
+    let status = answer.status().as_u16();
+    let x_cache = answer
+        .headers()
+        .get("x-cache")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_owned();
+    let mut body = answer.into_body();
+    let (mut hasher, mut len, mut error) = (Sha256::new(), 0, false);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    len += d.len() as u64;
+                    hasher.update(&d);
+                }
+            }
+            Err(_) => {
+                error = true;
+                break;
+            }
+        }
+    }
+    (status, x_cache, hex::encode(hasher.finalize()), len, error)
 }
 
 pub async fn get(client: &TestClient, proxy: &Proxy, path: &str) -> Got {
