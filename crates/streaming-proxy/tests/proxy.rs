@@ -135,10 +135,7 @@ async fn fifty_concurrent_cold_clients_share_one_fetch_per_slice() {
     origin.add("/hot", Spec::new(2 * MIB, 5).delay_ms(2));
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (c, url) = (c.clone(), format!("http://{}/hot", proxy.addr));
-        tasks.push(tokio::spawn(
-            async move { request(&c, "GET", url, None).await },
-        ));
+        tasks.push(spawn_get(&c, &format!("http://{}/hot", proxy.addr)));
     }
     let want = expect(5, 0, 2 * MIB);
     for t in tasks {
@@ -157,21 +154,9 @@ async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others()
     origin.add("/slow", Spec::new(MIB, 6).delay_ms(5));
     let url = format!("http://{}/slow", proxy.addr);
     // The first client reads the head and a little of the body, then goes away.
-    let first = {
-        let req = http::Request::get(url.clone())
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let answer = c.request(req).await.unwrap();
-        assert_eq!(answer.headers()["x-cache"], "MISS");
-        let mut body = answer.into_body();
-        use http_body_util::BodyExt;
-        body.frame().await.unwrap().unwrap();
-        body
-    };
-    let second = tokio::spawn({
-        let (c, url) = (c.clone(), url.clone());
-        async move { request(&c, "GET", url, None).await }
-    });
+    let (headers, first) = read_first_frame(&c, &url).await;
+    assert_eq!(headers["x-cache"], "MISS");
+    let second = spawn_get(&c, &url);
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(first);
     let got = second.await.unwrap();
@@ -411,10 +396,7 @@ async fn late_joiner_of_a_wrapped_whole_object_fill_gets_every_byte() {
     let len = 2 * 1024 * KIB;
     origin.add("/wrap", Spec::new(len, 18).no_ranges().delay_ms(1));
     let url = format!("http://{}/wrap", proxy.addr);
-    let first = tokio::spawn({
-        let (c, url) = (c.clone(), url.clone());
-        async move { request(&c, "GET", url, None).await }
-    });
+    let first = spawn_get(&c, &url);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let late = request(&c, "GET", url, None).await;
     let first = first.await.unwrap();
@@ -471,14 +453,8 @@ async fn uncacheable_fill_stops_when_its_last_reader_leaves() {
             .cache_control("no-store")
             .delay_ms(2),
     );
-    let req = http::Request::get(format!("http://{}/gone", proxy.addr))
-        .body(http_body_util::Empty::new())
-        .unwrap();
-    let answer = c.request(req).await.unwrap();
-    assert_eq!(answer.headers()["x-cache"], "BYPASS");
-    let mut body = answer.into_body();
-    use http_body_util::BodyExt;
-    body.frame().await.unwrap().unwrap();
+    let (headers, body) = read_first_frame(&c, &format!("http://{}/gone", proxy.addr)).await;
+    assert_eq!(headers["x-cache"], "BYPASS");
     drop(body);
     for _ in 0..500 {
         if proxy

@@ -392,22 +392,9 @@ pub async fn request(client: &TestClient, method: &str, url: String, range: Opti
         .request(req.body(Empty::new()).unwrap())
         .await
         .unwrap();
-    let (parts, mut body) = answer.into_parts();
+    let (parts, body) = answer.into_parts();
     let mut bytes = Vec::new();
-    let mut error = false;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if let Ok(d) = f.into_data() {
-                    bytes.extend_from_slice(&d);
-                }
-            }
-            Err(_) => {
-                error = true;
-                break;
-            }
-        }
-    }
+    let error = drain(body, |d| bytes.extend_from_slice(d)).await;
     Got {
         status: parts.status.as_u16(),
         headers: parts.headers,
@@ -432,22 +419,12 @@ pub async fn get_hashed(
         .get("x-cache")
         .map_or("", |v| v.to_str().unwrap())
         .to_owned();
-    let mut body = answer.into_body();
-    let (mut hasher, mut len, mut error) = (Sha256::new(), 0, false);
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if let Ok(d) = f.into_data() {
-                    len += d.len() as u64;
-                    hasher.update(&d);
-                }
-            }
-            Err(_) => {
-                error = true;
-                break;
-            }
-        }
-    }
+    let (mut hasher, mut len) = (Sha256::new(), 0);
+    let error = drain(answer.into_body(), |d| {
+        len += d.len() as u64;
+        hasher.update(d);
+    })
+    .await;
     (status, x_cache, hex::encode(hasher.finalize()), len, error)
 }
 
@@ -463,4 +440,34 @@ pub async fn get_range(client: &TestClient, proxy: &Proxy, path: &str, range: &s
         Some(range),
     )
     .await
+}
+
+/// Feeds every data frame to `sink`; true if the body ended in an error.
+async fn drain(mut body: Incoming, mut sink: impl FnMut(&[u8])) -> bool {
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    sink(&d);
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// A GET in its own task.
+pub fn spawn_get(client: &TestClient, url: &str) -> tokio::task::JoinHandle<Got> {
+    let (client, url) = (client.clone(), url.to_owned());
+    tokio::spawn(async move { request(&client, "GET", url, None).await })
+}
+
+/// Starts a GET and reads the head and one body frame; dropping the returned body
+/// is the client going away mid-transfer.
+pub async fn read_first_frame(client: &TestClient, url: &str) -> (http::HeaderMap, Incoming) {
+    let req = Request::get(url).body(Empty::new()).unwrap();
+    let (parts, mut body) = client.request(req).await.unwrap().into_parts();
+    body.frame().await.unwrap().unwrap();
+    (parts.headers, body)
 }
