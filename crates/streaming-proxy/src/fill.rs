@@ -300,7 +300,14 @@ impl Fill {
         if head.meta.cacheable {
             let mut object = head.meta.clone();
             object.status = 200;
-            shared.cache.put_meta(object).await;
+            // Every slice fill brings the head again: write it only when it is news.
+            if shared
+                .cache
+                .meta(&self.key)
+                .is_none_or(|old| !old.same_object(&object))
+            {
+                shared.cache.put_meta(object).await;
+            }
             if head.body_offset == 0 && head.body_end == head.meta.total {
                 // A whole-object answer: it serves every slice of the object.
                 let mut table = lock(&shared.fills.table);
@@ -338,32 +345,41 @@ impl Fill {
             {
                 return Err(StatusCode::BAD_GATEWAY); // more than announced
             }
+            // Cut at slice borders: each completed slice becomes a piece.
+            let mut completed = Vec::new();
             if head.meta.cacheable {
-                // Cut at slice borders; each completed slice is stored as a piece.
                 let mut rest = data.clone();
                 let mut at = offset;
                 while !rest.is_empty() {
                     let border = (at / slice + 1) * slice;
                     let take = rest.len().min((border - at) as usize);
+                    if piece.is_empty() {
+                        // Exactly one piece per allocation: a grown, shared buffer
+                        // would make L1 hold more memory than it accounts for.
+                        let end = head.meta.total.map_or(border, |t| t.min(border));
+                        piece = BytesMut::with_capacity((end - at) as usize);
+                    }
                     piece.extend_from_slice(&rest.split_to(take));
                     at += take as u64;
                     if at == border || Some(at) == head.meta.total {
-                        let done = piece.split().freeze();
-                        let i = (at - 1) / slice;
-                        shared.cache.put_piece(&self.key, i, done).await;
-                        if i != self.index {
-                            self.unregister(Some(i));
-                        }
+                        completed.push(((at - 1) / slice, piece.split().freeze()));
                     }
                 }
             }
             offset += data.len() as u64;
+            // Readers get the bytes first; storing (a disk write) comes after.
             while !data.is_empty() {
                 let part = data.split_to(data.len().min(SLOT_SIZE));
                 self.writer
                     .append(part)
                     .await
                     .map_err(|_| StatusCode::BAD_GATEWAY)?;
+            }
+            for (i, bytes) in completed {
+                shared.cache.put_piece(&self.key, i, bytes).await;
+                if i != self.index {
+                    self.unregister(Some(i));
+                }
             }
             let readers = shared.fills.streams.reader_count(self.writer.id());
             if !head.meta.cacheable && readers.is_ok_and(|n| n == 0) {

@@ -154,7 +154,7 @@ impl DiskStore {
         let dir = object_dir(&self.root, &meta.key);
         tokio::fs::create_dir_all(&dir).await?;
         let text = meta.encode().map_err(io::Error::other)?;
-        write_atomic(&dir.join("meta"), text.as_bytes()).await?;
+        write_atomic(dir.join("meta"), Vec::new(), Bytes::from(text)).await?;
         let mut index = lock(&self.index);
         index.tick += 1;
         let tick = index.tick;
@@ -174,11 +174,10 @@ impl DiskStore {
     /// evicted to stay within capacity.
     pub async fn put_piece(&self, key: &str, index: u64, bytes: &Bytes) -> io::Result<Vec<String>> {
         let dir = object_dir(&self.root, key);
-        let mut file = Vec::with_capacity(HEADER + bytes.len());
-        file.extend_from_slice(MAGIC);
-        file.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(bytes).to_le_bytes());
-        file.extend_from_slice(bytes);
-        write_atomic(&piece_path(&dir, index), &file).await?;
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(bytes).to_le_bytes());
+        write_atomic(piece_path(&dir, index), header, bytes.clone()).await?;
         let len = bytes.len() as u64;
         let victims = {
             let mut idx = lock(&self.index);
@@ -290,8 +289,18 @@ impl DiskStore {
     }
 }
 
-async fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, data).await?;
-    tokio::fs::rename(&tmp, path).await
+/// Writes `header` then `body` to a temporary file and renames it to `path`, on the
+/// blocking pool and without copying `body` (a piece is a whole slice).
+async fn write_atomic(path: PathBuf, header: Vec<u8>, body: Bytes) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&header)?;
+        file.write_all(&body)?;
+        drop(file);
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(io::Error::other)?
 }

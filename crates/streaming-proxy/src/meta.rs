@@ -50,6 +50,15 @@ impl ObjectMeta {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether `other` describes the same bytes (length, slicing and validators), so
+    /// pieces stored under one are valid under the other.
+    pub fn same_object(&self, other: &ObjectMeta) -> bool {
+        self.total == other.total
+            && self.slice_size == other.slice_size
+            && self.etag() == other.etag()
+            && self.last_modified() == other.last_modified()
+    }
+
     /// Whether the object is still fresh at `now` (unix seconds).
     pub fn is_fresh(&self, now: u64) -> bool {
         now < self.fresh_until

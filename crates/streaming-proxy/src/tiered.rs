@@ -85,12 +85,9 @@ impl TieredCache {
     /// Stores an object's metadata. If it describes a different object than the one
     /// stored (length, validators or slicing changed) the old pieces are dropped first.
     pub async fn put_meta(&self, meta: ObjectMeta) {
-        let changed = self.meta(&meta.key).is_some_and(|old| {
-            old.total != meta.total
-                || old.slice_size != meta.slice_size
-                || old.etag() != meta.etag()
-                || old.last_modified() != meta.last_modified()
-        });
+        let changed = self
+            .meta(&meta.key)
+            .is_some_and(|old| !old.same_object(&meta));
         if changed {
             self.purge(&meta.key).await;
         }

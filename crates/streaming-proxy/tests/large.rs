@@ -19,7 +19,14 @@ fn peak_rss_kib() -> u64 {
 /// 20 s on a shared 2-core machine), kept because flat memory is the point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_1gib_object_miss_then_hit_in_flat_memory() {
-    let (origin, _dir, proxy, c) = harness(4 * MIB).await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 4 * MIB);
+    // A small L1 keeps the figure about the streaming path, not about the allocator
+    // churning through a large LRU of 4 MiB pieces.
+    cfg.l1_bytes = 8 * MIB;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
     let len = 1024 * MIB;
     origin.add("/gib", Spec::new(len, 24));
     let want = object_sha(24, len);
@@ -33,10 +40,11 @@ async fn whole_1gib_object_miss_then_hit_in_flat_memory() {
         256,
         "one request per 4 MiB slice"
     );
-    // L1 is 64 MiB; everything else is one slice per fill or response.
+    // Measured about 55 MiB (L1, one slice per fill and response, rings, buffers
+    // of origin and client); a whole-object buffer would be 1 GiB.
     let grown = peak_rss_kib().saturating_sub(before);
     assert!(
-        grown < 256 * 1024,
+        grown < 160 * 1024,
         "peak memory grew by {grown} KiB for a 1 GiB object"
     );
     proxy.shutdown().await;
