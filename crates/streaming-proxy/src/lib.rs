@@ -58,8 +58,8 @@
 //! # Absent
 //!
 //! Not implemented (see `docs/streaming-proxy.md`): HTTPS or HTTP/2 to the origin;
-//! multi-range requests (answered with the whole object) and `If-Range`; conditional
-//! requests from clients (`If-None-Match` answered with `304`); `Vary` variants;
+//! multi-range requests (answered with the whole object), `If-Range`, `If-Match`;
+//! `Vary` variants;
 //! coalescing of revalidations; stale-while-revalidate; request headers other than
 //! `Range` are not forwarded on cacheable GETs (cookies or authorization do not reach
 //! the origin on that path).

@@ -181,7 +181,12 @@ pub fn freshness(
 fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<u64> {
     let value = headers.get(name)?.to_str().ok()?;
     // An unparsable Expires means "already expired" (RFC 9111 §5.3).
-    let time = httpdate::parse_http_date(value).unwrap_or(UNIX_EPOCH);
+    Some(http_date_secs(value).unwrap_or(0))
+}
+
+/// An HTTP date (RFC 9110 §5.6.7) as unix seconds.
+pub fn http_date_secs(value: &str) -> Option<u64> {
+    let time = httpdate::parse_http_date(value).ok()?;
     time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 

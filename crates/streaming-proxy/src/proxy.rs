@@ -141,12 +141,7 @@ impl StreamingProxy {
                 simple(StatusCode::NOT_FOUND, CacheStatus::Purged, "not in cache")
             }
         } else if method == Method::GET || method == Method::HEAD {
-            let range = request
-                .headers()
-                .get(header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(RangeSpec::parse);
-            self.lookup(key, method == Method::HEAD, range).await
+            self.lookup(key, &Ask::from_request(&request)).await
         } else {
             self.pass_through(key, request).await
         };
@@ -159,29 +154,22 @@ impl StreamingProxy {
         response
     }
 
-    async fn lookup(
-        &self,
-        key: String,
-        head_only: bool,
-        range: Option<RangeSpec>,
-    ) -> Response<Body> {
+    async fn lookup(&self, key: String, ask: &Ask) -> Response<Body> {
         let shared = &self.shared;
         let replay = shared.config.mode == Mode::Replay;
         if let Some(meta) = shared.cache.meta(&key) {
             if replay || meta.is_fresh(now_secs()) {
-                return self.serve_stored(meta, head_only, range, None).await;
+                return self.serve_stored(meta, ask, None).await;
             }
             match self.revalidate(&meta).await {
                 Revalidation::Fresh(meta) => {
                     shared.metrics.revalidated.inc();
                     return self
-                        .serve_stored(meta, head_only, range, Some(CacheStatus::Revalidated))
+                        .serve_stored(meta, ask, Some(CacheStatus::Revalidated))
                         .await;
                 }
                 Revalidation::Unreachable => {
-                    return self
-                        .serve_stored(meta, head_only, range, Some(CacheStatus::Stale))
-                        .await;
+                    return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
                 }
                 Revalidation::Changed => {
                     shared.cache.purge(&key).await;
@@ -195,12 +183,12 @@ impl StreamingProxy {
             );
         }
         // Cold: the slice holding the first wanted byte decides the response head.
-        let index = range.map_or(0, RangeSpec::first_byte_hint) / shared.config.slice_size;
+        let index = ask.range.map_or(0, RangeSpec::first_byte_hint) / shared.config.slice_size;
         match fill::open(shared, &key, index, true, None).await {
             Err(e) => simple(e.status(), CacheStatus::Miss, &e.to_string()),
             Ok(Source::Piece { .. }) => match shared.cache.meta(&key) {
                 // Stored between the lookup and the open: a hit after all.
-                Some(meta) => self.serve_stored(meta, head_only, range, None).await,
+                Some(meta) => self.serve_stored(meta, ask, None).await,
                 None => simple(
                     StatusCode::BAD_GATEWAY,
                     CacheStatus::Miss,
@@ -214,7 +202,7 @@ impl StreamingProxy {
                     CacheStatus::Bypass
                 };
                 if head.relay {
-                    let mut response = Response::new(if head_only {
+                    let mut response = Response::new(if ask.head_only {
                         Body::empty()
                     } else {
                         relay_body(reader)
@@ -231,7 +219,7 @@ impl StreamingProxy {
                 }
                 let meta = Arc::new(head.meta.clone());
                 let first = Source::Tail { reader, head, next };
-                self.respond(meta, head_only, range, status, Some(first), true)
+                self.respond(meta, ask, status, Some(first), true)
             }
         }
     }
@@ -241,12 +229,11 @@ impl StreamingProxy {
     async fn serve_stored(
         &self,
         meta: Arc<ObjectMeta>,
-        head_only: bool,
-        range: Option<RangeSpec>,
+        ask: &Ask,
         status: Option<CacheStatus>,
     ) -> Response<Body> {
         let total = meta.total.unwrap_or(0);
-        let (start, end) = match range.map(|r| r.resolve(total)) {
+        let (start, end) = match ask.range.map(|r| r.resolve(total)) {
             Some(Resolved::Partial { start, end }) => (start, end),
             _ => (0, total),
         };
@@ -254,7 +241,9 @@ impl StreamingProxy {
         let last = end.div_ceil(meta.slice_size);
         let complete = (first..last).all(|i| self.shared.cache.has_piece(&meta.key, i));
         let replay = self.shared.config.mode == Mode::Replay;
-        if replay && !complete && !head_only {
+        // No body goes out for HEAD or a 304: missing slices do not matter then.
+        let sends_body = !ask.head_only && !ask.not_modified(&meta);
+        if replay && !complete && sends_body {
             return simple(
                 StatusCode::GATEWAY_TIMEOUT,
                 CacheStatus::Miss,
@@ -269,26 +258,31 @@ impl StreamingProxy {
         // A missing first slice is opened before answering, so an origin failure is
         // a 502/504 rather than a 200 whose body breaks at once.
         let mut source = None;
-        if !replay && !head_only && start < end && !self.shared.cache.has_piece(&meta.key, first) {
+        if !replay && sends_body && start < end && !self.shared.cache.has_piece(&meta.key, first) {
             match fill::open(&self.shared, &meta.key, first, true, None).await {
                 Ok(opened) => source = Some(opened),
                 Err(e) => return simple(e.status(), CacheStatus::Miss, &e.to_string()),
             }
         }
-        self.respond(meta, head_only, range, status, source, !replay)
+        self.respond(meta, ask, status, source, !replay)
     }
 
     fn respond(
         &self,
         meta: Arc<ObjectMeta>,
-        head_only: bool,
-        range: Option<RangeSpec>,
+        ask: &Ask,
         status: CacheStatus,
         first: Option<Source>,
         may_fetch: bool,
     ) -> Response<Body> {
+        if ask.not_modified(&meta) {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            write_headers(response.headers_mut(), &meta, status);
+            return response;
+        }
         let total = meta.total.unwrap_or(0);
-        let (code, start, end) = match range.map(|r| r.resolve(total)) {
+        let (code, start, end) = match ask.range.map(|r| r.resolve(total)) {
             None => (StatusCode::OK, 0, total),
             Some(Resolved::Partial { start, end }) => (StatusCode::PARTIAL_CONTENT, start, end),
             Some(Resolved::Unsatisfiable) => {
@@ -303,7 +297,7 @@ impl StreamingProxy {
                 return response;
             }
         };
-        let body = if head_only || start == end {
+        let body = if ask.head_only || start == end {
             Body::empty()
         } else {
             RangeBody::new(
@@ -428,6 +422,43 @@ impl StreamingProxy {
                 Response::from_parts(parts, Body::new(incoming))
             }
         }
+    }
+}
+
+/// What a GET or HEAD asks for besides the object.
+struct Ask {
+    head_only: bool,
+    range: Option<RangeSpec>,
+    /// `If-None-Match` as sent (a list of entity tags, or `*`).
+    if_none_match: Option<String>,
+    /// `If-Modified-Since` in unix seconds.
+    if_modified_since: Option<u64>,
+}
+
+impl Ask {
+    fn from_request(request: &Request<Body>) -> Self {
+        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+        Self {
+            head_only: request.method() == Method::HEAD,
+            range: header(header::RANGE).and_then(RangeSpec::parse),
+            if_none_match: header(header::IF_NONE_MATCH).map(str::to_owned),
+            if_modified_since: header(header::IF_MODIFIED_SINCE).and_then(meta::http_date_secs),
+        }
+    }
+
+    /// Whether the client's copy is current, so the answer is `304` (RFC 9110
+    /// §13.1.2-3: `If-None-Match`, weak comparison, takes precedence over
+    /// `If-Modified-Since`).
+    fn not_modified(&self, meta: &ObjectMeta) -> bool {
+        let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+        if let Some(tags) = &self.if_none_match {
+            return meta.etag().is_some_and(|etag| {
+                tags.split(',')
+                    .any(|t| t.trim() == "*" || weak(t) == weak(etag))
+            });
+        }
+        let modified = meta.last_modified().and_then(meta::http_date_secs);
+        matches!((self.if_modified_since, modified), (Some(since), Some(m)) if m <= since)
     }
 }
 

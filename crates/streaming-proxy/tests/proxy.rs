@@ -474,3 +474,31 @@ async fn uncacheable_fill_stops_when_its_last_reader_leaves() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_conditional_requests_get_304_from_the_cache() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/cond", Spec::new(10 * KIB, 25));
+    let url = format!("http://{}/cond", proxy.addr);
+    assert_eq!(get(&c, &proxy, "/cond").await.x_cache(), "MISS");
+    let conditional = |tag: &'static str| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let req = http::Request::get(url)
+                .header("if-none-match", tag)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let answer = c.request(req).await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.headers()["x-cache"].clone(),
+            )
+        }
+    };
+    assert_eq!(conditional("\"v25\"").await, (304, "HIT".parse().unwrap()));
+    assert_eq!(conditional("\"x\", W/\"v25\"").await.0, 304);
+    assert_eq!(conditional("*").await.0, 304);
+    assert_eq!(conditional("\"v24\"").await.0, 200);
+    assert_eq!(origin.requests("/cond").len(), 1);
+    proxy.shutdown().await;
+}
