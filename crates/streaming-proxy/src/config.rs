@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Largest accepted `slice_size` (64 MiB).
+pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
+
 /// How the cache treats origin answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -114,12 +117,42 @@ impl ProxyConfig {
                 self.upstream
             )));
         }
-        if self.slice_size < 4096 {
-            return Err(ConfigError::Invalid("slice_size must be >= 4096".into()));
+        // A slice is assembled in memory before it is stored: it bounds the memory
+        // of every fill, so it must stay far below "whole object" sizes.
+        if !(4096..=MAX_SLICE).contains(&self.slice_size) {
+            return Err(ConfigError::Invalid(format!(
+                "slice_size must be between 4096 and {MAX_SLICE}"
+            )));
         }
         if self.max_fills == 0 {
             return Err(ConfigError::Invalid("max_fills must be > 0".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_and_validation() {
+        let c: ProxyConfig = toml::from_str(
+            "upstream = \"http://127.0.0.1:9\"\nmode = \"record\"\nslice_size = 65536\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.slice_size), (Mode::Record, 65536));
+        assert!(c.validate().is_ok());
+        let bad = |f: fn(&mut ProxyConfig)| {
+            let mut c = c.clone();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.upstream = "https://origin".into()));
+        assert!(bad(|c| c.upstream = "not a url".into()));
+        assert!(bad(|c| c.slice_size = 100));
+        assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
+        assert!(bad(|c| c.max_fills = 0));
+        assert!(toml::from_str::<ProxyConfig>("unknown_key = 1").is_err());
     }
 }

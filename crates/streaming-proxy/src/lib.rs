@@ -59,8 +59,8 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md`): HTTPS or HTTP/2 to the origin;
 //! multi-range requests (answered with the whole object), `If-Range`, `If-Match`;
-//! `Vary` variants;
-//! coalescing of revalidations; stale-while-revalidate; request headers other than
+//! `Vary` variants; coalescing of revalidations; stale-while-revalidate; request
+//! headers other than
 //! `Range` are not forwarded on cacheable GETs (cookies or authorization do not reach
 //! the origin on that path).
 
@@ -78,7 +78,7 @@ mod range;
 mod tiered;
 mod upstream;
 
-pub use config::{ConfigError, Mode, ProxyConfig};
+pub use config::{ConfigError, MAX_SLICE, Mode, ProxyConfig};
 pub use meta::ObjectMeta;
 pub use metrics::Metrics;
 pub use proxy::{CacheStatus, StreamingProxy};

@@ -148,6 +148,7 @@ impl StreamingProxy {
         let counter = match response.headers().get(X_CACHE).map(HeaderValue::as_bytes) {
             Some(b"HIT" | b"REVALIDATED" | b"STALE") => &shared.metrics.hits,
             Some(b"MISS" | b"PARTIAL") => &shared.metrics.misses,
+            Some(b"PURGED") => return response,
             _ => &shared.metrics.bypasses,
         };
         counter.inc();
