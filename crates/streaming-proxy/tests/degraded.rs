@@ -105,3 +105,64 @@ async fn stored_object_missing_its_first_slice_with_origin_down_is_502_not_a_bro
     assert_eq!((whole.status, whole.x_cache()), (502, "MISS"));
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_failing_at_run_time_degrades_to_memory_only() {
+    let (origin, dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/late", Spec::new(100 * KIB, 26));
+    // The cache directory turns into a file: every disk write now fails.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path(), b"not a directory").unwrap();
+    let want = sha(&object_bytes(26, 0, 100 * KIB));
+    let miss = get(&c, &proxy, "/late").await;
+    assert_eq!(
+        (miss.status, miss.x_cache(), miss.error),
+        (200, "MISS", false)
+    );
+    assert_eq!(sha(&miss.body), want);
+    let hit = get(&c, &proxy, "/late").await;
+    assert_eq!((hit.x_cache(), sha(&hit.body)), ("HIT", want));
+    assert!(
+        !proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_errors_total 0")
+    );
+    std::fs::remove_file(dir.path()).unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_budget_evicts_least_recently_used_objects() {
+    let origin = Origin::start().await;
+    origin.add("/a", Spec::new(100 * KIB, 27));
+    origin.add("/b", Spec::new(100 * KIB, 28));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l2_bytes = 150 * KIB;
+    cfg.l1_bytes = 64 * KIB;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "/a").await.x_cache(), "MISS");
+    assert_eq!(get(&c, &proxy, "/b").await.x_cache(), "MISS");
+    assert!(proxy.proxy.cache().bytes_held().1 <= 150 * KIB);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "/a evicted from disk"
+    );
+    assert!(
+        proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_evictions_total 1")
+    );
+    let a = get(&c, &proxy, "/a").await;
+    assert_eq!(
+        (a.x_cache(), sha(&a.body)),
+        ("MISS", sha(&object_bytes(27, 0, 100 * KIB)))
+    );
+    proxy.shutdown().await;
+}
