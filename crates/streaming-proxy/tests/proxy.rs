@@ -178,15 +178,24 @@ async fn first_client_disconnecting_mid_fill_does_not_stall_or_truncate_others()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_dying_mid_object_gives_readers_an_error_not_a_short_200() {
     let (origin, _dir, proxy, c) = harness(MIB).await;
-    origin.add("/dies", Spec::new(MIB, 7).die_after(300 * KIB));
-    let got = get(&c, &proxy, "/dies").await;
-    assert_eq!(got.status, 200);
-    assert!(
-        got.error,
-        "body must fail, got {} clean bytes",
-        got.body.len()
-    );
-    assert!((got.body.len() as u64) < MIB);
+    origin.add("/dies", Spec::new(MIB, 7).die_after(300 * KIB).delay_ms(1));
+    let url = format!("http://{}/dies", proxy.addr);
+    // Two readers of the same failing fill: one over HTTP/1.1, one over h2c.
+    let h1 = spawn_get(&c, &url);
+    let h2 = {
+        let h2 = h2c_client();
+        tokio::spawn(async move { request(&h2, "GET", url, None).await })
+    };
+    for got in [h1.await.unwrap(), h2.await.unwrap()] {
+        assert_eq!(got.status, 200);
+        assert!(
+            got.error,
+            "body must fail, got {} clean bytes",
+            got.body.len()
+        );
+        assert!((got.body.len() as u64) < MIB);
+    }
+    assert_eq!(origin.requests("/dies").len(), 1);
     // Nothing half-written is served afterwards: the object is fetched again.
     origin.update("/dies", |s| s.die_after = None);
     let ok = get(&c, &proxy, "/dies").await;

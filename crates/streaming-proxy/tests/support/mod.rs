@@ -363,6 +363,13 @@ pub fn client() -> TestClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A client speaking HTTP/2 with prior knowledge (h2c).
+pub fn h2c_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 /// An answer read to its end (or to its error).
 #[derive(Debug)]
 pub struct Got {
