@@ -100,9 +100,16 @@ impl RangeBody {
                     // The origin's answer no longer matches the object being served.
                     return Some(Err(broken("origin object changed during the response")));
                 }
+                Source::Tail { next, .. } if *next > self.pos => {
+                    // Sources are opened for the slice holding `pos`; starting later
+                    // means the origin answered another range than asked. Reopening
+                    // would ask again forever.
+                    return Some(Err(broken("origin answered a different range")));
+                }
                 Source::Tail { reader, head, next } => {
-                    let covers = *next <= self.pos && head.body_end.is_none_or(|e| self.pos < e);
-                    if !covers {
+                    if head.body_end.is_some_and(|e| self.pos >= e) {
+                        // Ends before the wanted bytes (the first slice fetched for a
+                        // suffix range): the next slice comes from elsewhere.
                         self.source = None;
                         continue;
                     }

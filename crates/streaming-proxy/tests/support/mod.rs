@@ -69,6 +69,8 @@ pub struct Spec {
     /// Fail the body after this many bytes.
     pub die_after: Option<u64>,
     pub status: u16,
+    /// Misbehave: answer ranges this many bytes later than asked.
+    pub shift: u64,
 }
 
 impl Spec {
@@ -82,6 +84,7 @@ impl Spec {
             chunk_delay: Duration::ZERO,
             die_after: None,
             status: 200,
+            shift: 0,
         }
     }
 
@@ -244,7 +247,7 @@ async fn serve(
     let mut status = StatusCode::OK;
     if let (true, Some(r)) = (spec.ranges, &range) {
         let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
-        let a: u64 = a.parse().unwrap();
+        let a: u64 = a.parse::<u64>().unwrap() + spec.shift;
         if a >= spec.len {
             log(416);
             return Ok(builder
