@@ -367,7 +367,10 @@ impl Fill {
                 }
             }
             offset += data.len() as u64;
-            // Readers get the bytes first; storing (a disk write) comes after.
+            // Memory first, so a request arriving once this slice's bytes are out
+            // finds it stored; the disk write waits until readers have the bytes.
+            completed
+                .retain(|(i, bytes)| shared.cache.put_piece_memory(&self.key, *i, bytes.clone()));
             while !data.is_empty() {
                 let part = data.split_to(data.len().min(SLOT_SIZE));
                 self.writer
@@ -376,7 +379,7 @@ impl Fill {
                     .map_err(|_| StatusCode::BAD_GATEWAY)?;
             }
             for (i, bytes) in completed {
-                shared.cache.put_piece(&self.key, i, bytes).await;
+                shared.cache.put_piece_disk(&self.key, i, bytes).await;
                 if i != self.index {
                     self.unregister(Some(i));
                 }

@@ -138,10 +138,23 @@ impl TieredCache {
 
     /// Stores a piece in both tiers (the object's meta must be stored first).
     pub async fn put_piece(&self, key: &str, index: u64, bytes: Bytes) {
-        if !lock(&self.metas).contains_key(key) {
-            return; // purged while the fill ran
+        if self.put_piece_memory(key, index, bytes.clone()) {
+            self.put_piece_disk(key, index, bytes).await;
         }
-        self.insert_l1((key.to_owned(), index), bytes.clone());
+    }
+
+    /// Stores a piece in L1 only (no I/O); false if the object's meta is gone
+    /// (purged while its fill ran), in which case nothing is stored.
+    pub fn put_piece_memory(&self, key: &str, index: u64, bytes: Bytes) -> bool {
+        if !lock(&self.metas).contains_key(key) {
+            return false;
+        }
+        self.insert_l1((key.to_owned(), index), bytes);
+        true
+    }
+
+    /// Writes a piece to L2 (when L2 is on), evicting objects beyond its budget.
+    pub async fn put_piece_disk(&self, key: &str, index: u64, bytes: Bytes) {
         if let Some(disk) = self.disk() {
             match disk.put_piece(key, index, &bytes).await {
                 Ok(evicted) => {

@@ -213,6 +213,7 @@ async fn corrupt_l2_piece_is_dropped_and_refetched() {
     let proxy = Proxy::start(cfg.clone()).await;
     let c = client();
     assert_eq!(get(&c, &proxy, "/c").await.x_cache(), "MISS");
+    proxy.idle().await; // the last piece is stored just after its bytes went out
     proxy.shutdown().await;
 
     // Flip one byte in the middle slice on disk.
@@ -280,6 +281,7 @@ async fn record_then_replay_serves_offline_and_504s_misses() {
         "MISS",
         "record stores no-store answers"
     );
+    proxy.idle().await;
     proxy.shutdown().await;
     origin.stop();
 
@@ -378,18 +380,7 @@ async fn origin_without_range_support_streams_whole_object_and_stores_slices() {
     let r = get_range(&c, &proxy, "/norange", "bytes=200000-200999").await;
     assert_eq!((r.status, r.x_cache()), (206, "MISS"));
     assert_eq!(sha(&r.body), expect(17, 200000, 201000));
-    // Let the whole-object fill finish storing.
-    for _ in 0..100 {
-        if proxy
-            .proxy
-            .metrics()
-            .render()
-            .contains("fills_in_progress 0")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    proxy.idle().await;
     let full = get(&c, &proxy, "/norange").await;
     assert_eq!((full.status, full.x_cache()), (200, "HIT"));
     assert_eq!(sha(&full.body), expect(17, 0, 300 * KIB));
@@ -465,17 +456,7 @@ async fn uncacheable_fill_stops_when_its_last_reader_leaves() {
     let (headers, body) = read_first_frame(&c, &format!("http://{}/gone", proxy.addr)).await;
     assert_eq!(headers["x-cache"], "BYPASS");
     drop(body);
-    for _ in 0..500 {
-        if proxy
-            .proxy
-            .metrics()
-            .render()
-            .contains("fills_in_progress 0")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    proxy.idle().await;
     let sent = origin.state.sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         sent < len,

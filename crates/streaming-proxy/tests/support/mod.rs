@@ -344,6 +344,22 @@ impl Proxy {
         }
     }
 
+    /// Waits until no fill is in progress (every piece fetched so far is stored).
+    pub async fn idle(&self) {
+        for _ in 0..1000 {
+            if self
+                .proxy
+                .metrics()
+                .render()
+                .contains("fills_in_progress 0")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("fills still in progress after 10 s");
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
