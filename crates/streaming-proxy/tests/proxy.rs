@@ -512,3 +512,19 @@ async fn origin_answering_another_range_than_asked_fails_the_body_once() {
     assert_eq!(origin.requests("/shifted").len(), 1, "no retry loop");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entry_revalidated_with_last_modified_304() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let mut spec = Spec::new(10 * KIB, 30).cache_control("max-age=0");
+    spec.etag = None;
+    spec.last_modified = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+    origin.add("/lm", spec);
+    assert_eq!(get(&c, &proxy, "/lm").await.x_cache(), "MISS");
+    let reval = get(&c, &proxy, "/lm").await;
+    assert_eq!((reval.status, reval.x_cache()), (200, "REVALIDATED"));
+    assert_eq!(sha(&reval.body), expect(30, 0, 10 * KIB));
+    let statuses: Vec<u16> = origin.requests("/lm").iter().map(|r| r.1).collect();
+    assert_eq!(statuses, vec![206, 304]);
+    proxy.shutdown().await;
+}

@@ -71,6 +71,8 @@ pub struct Spec {
     pub status: u16,
     /// Misbehave: answer ranges this many bytes later than asked.
     pub shift: u64,
+    /// `Last-Modified` sent (and compared verbatim with `If-Modified-Since`).
+    pub last_modified: Option<String>,
 }
 
 impl Spec {
@@ -85,6 +87,7 @@ impl Spec {
             die_after: None,
             status: 200,
             shift: 0,
+            last_modified: None,
         }
     }
 
@@ -222,6 +225,14 @@ async fn serve(
     let mut builder = Response::builder();
     if let Some(cc) = &spec.cache_control {
         builder = builder.header("cache-control", cc);
+    }
+    if let Some(lm) = &spec.last_modified {
+        builder = builder.header("last-modified", lm);
+        let since = req.headers().get("if-modified-since");
+        if spec.etag.is_none() && since.is_some_and(|v| v == lm.as_str()) {
+            log(304);
+            return Ok(builder.status(304).body(empty()).unwrap());
+        }
     }
     if let Some(etag) = &spec.etag {
         builder = builder.header("etag", etag);
