@@ -15,7 +15,7 @@
 //! and reads the stored pieces instead.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use chunk_cache::{
@@ -26,6 +26,7 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::lock;
 use crate::meta::{self, FOREVER, ObjectMeta};
 use crate::proxy::Shared;
 use crate::upstream::UpstreamError;
@@ -101,10 +102,6 @@ impl OpenError {
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
-}
-
-fn lock(m: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The status a reader reports for an aborted fill.

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::lock;
 use crate::meta::ObjectMeta;
 
 const MAGIC: &[u8; 4] = b"SPP1";
@@ -55,11 +56,6 @@ pub struct DiskStore {
     root: PathBuf,
     capacity: u64,
     index: Mutex<Index>,
-}
-
-fn lock(m: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
-    // A panic while holding the index leaves it consistent enough to keep serving.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn object_dir(root: &Path, key: &str) -> PathBuf {

@@ -59,7 +59,7 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md`): HTTPS or HTTP/2 to the origin;
 //! multi-range requests (answered with the whole object), `If-Range`, `If-Match`;
-//! `Vary` variants; coalescing of revalidations; stale-while-revalidate; request
+//! `Vary` variants; stale-while-revalidate; request
 //! headers other than
 //! `Range` are not forwarded on cacheable GETs (cookies or authorization do not reach
 //! the origin on that path).
@@ -84,6 +84,12 @@ pub use metrics::Metrics;
 pub use proxy::{CacheStatus, StreamingProxy};
 pub use tiered::TieredCache;
 pub use upstream::UpstreamError;
+
+/// Locks a table. Every guarded map is left consistent between statements, so a
+/// panic in another holder (a poisoned lock) must not take the proxy down with it.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Why a proxy could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,19 @@
 //! The request path: cache lookup, revalidation, fills, pass-through and `PURGE`,
 //! behind one tower service.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
 use web_service::Body;
 
-use crate::ProxyError;
 use crate::body::{RangeBody, relay_body};
 use crate::config::{Mode, ProxyConfig};
 use crate::fill::{self, Fills, Source};
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::range::{RangeSpec, Resolved};
 use crate::tiered::TieredCache;
 use crate::upstream::Upstream;
+use crate::{ProxyError, lock};
 
 /// State every request and fill shares.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub(crate) struct Shared {
     pub cache: Arc<TieredCache>,
     pub metrics: Arc<Metrics>,
     pub fills: Fills,
+    /// Revalidations in progress by key: concurrent stale hits share one.
+    revalidations: Mutex<HashMap<String, watch::Receiver<Option<Revalidation>>>>,
 }
 
 /// The caching reverse proxy as a tower service (`Request<Body>` to `Response<Body>`,
@@ -111,6 +115,7 @@ impl StreamingProxy {
                 cache,
                 metrics,
                 fills,
+                revalidations: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -162,7 +167,7 @@ impl StreamingProxy {
             if replay || meta.is_fresh(now_secs()) {
                 return self.serve_stored(meta, ask, None).await;
             }
-            match self.revalidate(&meta).await {
+            match self.revalidate_once(&meta).await {
                 Revalidation::Fresh(meta) => {
                     shared.metrics.revalidated.inc();
                     return self
@@ -327,6 +332,44 @@ impl StreamingProxy {
 
     /// Asks the origin whether a stale object changed (`If-None-Match` /
     /// `If-Modified-Since`); a `304` refreshes its lifetime.
+    /// [`revalidate`](Self::revalidate), shared by concurrent requests for the same
+    /// stale object: the first asks the origin, the others wait for its outcome. If
+    /// the first goes away before an outcome (client gone), the table entry and the
+    /// sender go with it and each waiter asks for itself (pingora's cache-lock rule:
+    /// a dropped permit is a failure that releases the waiters).
+    async fn revalidate_once(&self, meta: &ObjectMeta) -> Revalidation {
+        let leader = {
+            let mut table = lock(&self.shared.revalidations);
+            match table.get(&meta.key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    table.insert(meta.key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match leader {
+            Ok(tx) => {
+                let _entry = RevalidationEntry(&self.shared, &meta.key);
+                let outcome = self.revalidate(meta).await;
+                tx.send_replace(Some(outcome.clone()));
+                outcome
+            }
+            Err(mut rx) => {
+                let shared = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|o| o.clone());
+                match shared {
+                    Some(outcome) => outcome,
+                    None => self.revalidate(meta).await,
+                }
+            }
+        }
+    }
+
     async fn revalidate(&self, meta: &ObjectMeta) -> Revalidation {
         let shared = &self.shared;
         let mut headers = HeaderMap::new();
@@ -463,6 +506,16 @@ impl Ask {
     }
 }
 
+/// Removes a revalidation's table entry however its leader ends.
+struct RevalidationEntry<'a>(&'a Shared, &'a str);
+
+impl Drop for RevalidationEntry<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.revalidations).remove(self.1);
+    }
+}
+
+#[derive(Clone, Debug)]
 enum Revalidation {
     Fresh(Arc<ObjectMeta>),
     Changed,

@@ -4,20 +4,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::l1::MemoryLru;
 use crate::l2::{DiskError, DiskStore};
+use crate::lock;
 use crate::meta::ObjectMeta;
 use crate::metrics::Metrics;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent between statements; a panic elsewhere must not
-    // take the cache down with it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Memory (L1) and disk (L2) cache of objects cut into slices ("pieces").
 ///

@@ -528,3 +528,25 @@ async fn expired_entry_revalidated_with_last_modified_304() {
     assert_eq!(statuses, vec![206, 304]);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stale_hits_share_one_revalidation() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/st", Spec::new(10 * KIB, 31).cache_control("max-age=0"));
+    assert_eq!(get(&c, &proxy, "/st").await.x_cache(), "MISS");
+    origin.update("/st", |s| s.chunk_delay = Duration::from_millis(300));
+    let url = format!("http://{}/st", proxy.addr);
+    let tasks: Vec<_> = (0..20).map(|_| spawn_get(&c, &url)).collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!((got.status, got.x_cache()), (200, "REVALIDATED"));
+        assert_eq!(sha(&got.body), expect(31, 0, 10 * KIB));
+    }
+    let statuses: Vec<u16> = origin.requests("/st").iter().map(|r| r.1).collect();
+    assert_eq!(
+        statuses,
+        vec![206, 304],
+        "one conditional request for 20 stale hits"
+    );
+    proxy.shutdown().await;
+}

@@ -241,6 +241,8 @@ async fn serve(
             .get("if-none-match")
             .is_some_and(|v| v == etag.as_str())
         {
+            // The per-chunk delay also slows 304s, so revalidations can overlap.
+            tokio::time::sleep(spec.chunk_delay).await;
             log(304);
             return Ok(builder.status(304).body(empty()).unwrap());
         }
