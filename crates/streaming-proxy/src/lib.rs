@@ -57,12 +57,12 @@
 //!
 //! # Absent
 //!
-//! Not implemented (see `docs/streaming-proxy.md`): HTTPS or HTTP/2 to the origin;
-//! multi-range requests (answered with the whole object), `If-Range`, `If-Match`;
-//! `Vary` variants; stale-while-revalidate; request
-//! headers other than
-//! `Range` are not forwarded on cacheable GETs (cookies or authorization do not reach
-//! the origin on that path).
+//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS or
+//! HTTP/2 to the origin; multi-range requests (answered with the whole object),
+//! `If-Range`, `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
+//! request headers other than `Range` on cacheable GETs (cookies or authorization
+//! do not reach the origin on that path); access control on `PURGE`; an `Age`
+//! header; draining fills on shutdown.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
