@@ -1,0 +1,158 @@
+//! The proxy's settings: TOML file and command-line flags (ARCHITECTURE.md §9).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Largest accepted `slice_size` (64 MiB).
+pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
+
+/// How the cache treats origin answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Honour the origin's cache headers.
+    #[default]
+    Normal,
+    /// Store every 2xx answer with a known length, whatever its cache headers, forever.
+    Record,
+    /// Never contact the origin: serve from the cache, `504` on a miss.
+    Replay,
+}
+
+/// Everything a [`StreamingProxy`](crate::StreamingProxy) needs; every field has a default
+/// except `upstream`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Origin base URL, `http://host:port` (HTTP/1.1 over TCP).
+    pub upstream: String,
+    /// Address the proxy listens on (cleartext HTTP/1.1 and h2c).
+    pub listen: SocketAddr,
+    /// Directory of the disk (L2) cache.
+    pub cache_dir: PathBuf,
+    /// Byte budget of the memory (L1) cache.
+    pub l1_bytes: u64,
+    /// Byte budget of the disk (L2) cache; `0` disables L2.
+    pub l2_bytes: u64,
+    /// Freshness lifetime of answers without `max-age`/`s-maxage`/`Expires`.
+    pub default_ttl_secs: u64,
+    /// Objects are fetched and stored in slices of this many bytes.
+    pub slice_size: u64,
+    /// normal, record or replay.
+    pub mode: Mode,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Time allowed for the origin to connect and answer with a head (`504` beyond).
+    pub upstream_timeout_secs: u64,
+    /// Fills (origin fetches) in progress at once; beyond it, misses bypass the cache.
+    pub max_fills: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            upstream: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cache_dir: PathBuf::from("./proxy-cache"),
+            l1_bytes: 256 * 1024 * 1024,
+            l2_bytes: 10 * 1024 * 1024 * 1024,
+            default_ttl_secs: 3600,
+            slice_size: 1024 * 1024,
+            mode: Mode::Normal,
+            metrics: None,
+            upstream_timeout_secs: 30,
+            max_fills: 256,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`ProxyConfig`].
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl ProxyConfig {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Checks the values a proxy cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let uri: http::Uri = self
+            .upstream
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("upstream {:?}: {e}", self.upstream)))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "upstream must be http://host[:port], got {:?}",
+                self.upstream
+            )));
+        }
+        // A slice is assembled in memory before it is stored: it bounds the memory
+        // of every fill, so it must stay far below "whole object" sizes.
+        if !(4096..=MAX_SLICE).contains(&self.slice_size) {
+            return Err(ConfigError::Invalid(format!(
+                "slice_size must be between 4096 and {MAX_SLICE}"
+            )));
+        }
+        if self.max_fills == 0 {
+            return Err(ConfigError::Invalid("max_fills must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_and_validation() {
+        let c: ProxyConfig = toml::from_str(
+            "upstream = \"http://127.0.0.1:9\"\nmode = \"record\"\nslice_size = 65536\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.slice_size), (Mode::Record, 65536));
+        assert!(c.validate().is_ok());
+        let bad = |f: fn(&mut ProxyConfig)| {
+            let mut c = c.clone();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.upstream = "https://origin".into()));
+        assert!(bad(|c| c.upstream = "not a url".into()));
+        assert!(bad(|c| c.slice_size = 100));
+        assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
+        assert!(bad(|c| c.max_fills = 0));
+        assert!(toml::from_str::<ProxyConfig>("unknown_key = 1").is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! A caching pass-through reverse proxy for large objects: cache-first, streams the
+//! origin's bytes to the client as they arrive while storing them in a memory (L1)
+//! and disk (L2) cache in fixed-size slices, serves ranges, and collapses concurrent
+//! misses into one origin fetch per slice (`ARCHITECTURE.md` §9).
+//!
+//! Main use: the `streaming-proxy` binary in front of an origin or mirror, or
+//! [`StreamingProxy`] as the handler of a [`web_service::Server`]:
+//!
+//! ```no_run
+//! use streaming_proxy::{ProxyConfig, StreamingProxy};
+//! use web_service::{Listen, Server, ServerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ProxyConfig {
+//!     upstream: "http://127.0.0.1:9000".into(),
+//!     cache_dir: "/var/cache/proxy".into(),
+//!     ..ProxyConfig::default()
+//! };
+//! let proxy = StreamingProxy::new(config)?;
+//! let listen = Listen { http: Some("127.0.0.1:8080".parse()?), https: None };
+//! let server = Server::bind(ServerConfig::default(), listen).await?;
+//! server.serve(proxy, web_service::ctrl_c_or_sigterm()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How a GET is answered
+//!
+//! Objects are keyed by path and query. Each object is cut into slices of
+//! `slice_size` bytes; a slice is stored as one *piece* in L1 (byte-bounded LRU) and
+//! L2 (one checksummed file per piece). A request is served slice by slice: a stored
+//! piece is sent at once; a missing one is fetched from the origin with a `Range`
+//! request for that slice only (so a range of a huge object costs only its slices),
+//! through a *fill*: a chunk-cache stream that the origin's bytes are written to as
+//! they arrive and that every concurrent request for the slice reads. Memory per
+//! request is one slice at most, whatever the object's size. An origin that ignores
+//! `Range` answers `200` with the whole object: that fill serves and stores every
+//! slice. Fills run in their own tasks: a client going away never stops a fill others
+//! read, and a failing fill ends its readers' bodies with an error (connection reset /
+//! truncated chunked), never a clean short body.
+//!
+//! # `x-cache`
+//!
+//! Every response carries `x-cache` ([`CacheStatus`]): `HIT` (all bytes stored),
+//! `PARTIAL` (stored object, some slices fetched), `MISS` (fetched and stored),
+//! `REVALIDATED` (stale, origin said `304`), `STALE` (stale, origin unreachable),
+//! `BYPASS` (not stored: other methods, uncacheable answers), `PURGED` (`PURGE`).
+//!
+//! # Cacheability
+//!
+//! Stored: `200` (or an aligned `206` slice of it) with a known total length, without
+//! `Cache-Control: no-store`/`private` and without `Vary` (one variant per URL is
+//! kept, so varying answers pass through). Lifetime: `s-maxage`, `max-age`,
+//! `Expires` - `Date`, else `default_ttl_secs`; `no-cache` means revalidate on every
+//! use. Record mode stores every 2xx with a known length forever; replay mode never
+//! contacts the origin (`504` on a miss).
+//!
+//! # Absent
+//!
+//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS or
+//! HTTP/2 to the origin; multi-range requests (answered with the whole object),
+//! `If-Range`, `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
+//! request headers other than `Range` on cacheable GETs (cookies or authorization
+//! do not reach the origin on that path); access control on `PURGE`; an `Age`
+//! header; draining fills on shutdown.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod body;
+mod config;
+mod fill;
+mod l1;
+mod l2;
+mod meta;
+mod metrics;
+mod proxy;
+mod range;
+mod tiered;
+mod upstream;
+
+pub use config::{ConfigError, MAX_SLICE, Mode, ProxyConfig};
+pub use meta::ObjectMeta;
+pub use metrics::Metrics;
+pub use proxy::{CacheStatus, StreamingProxy};
+pub use tiered::TieredCache;
+pub use upstream::UpstreamError;
+
+/// Locks a table. Every guarded map is left consistent between statements, so a
+/// panic in another holder (a poisoned lock) must not take the proxy down with it.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Why a proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The fill stream cache could not be sized.
+    #[error("fill streams: {0}")]
+    Streams(#[from] chunk_cache::ConfigError),
+}

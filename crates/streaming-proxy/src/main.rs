@@ -1,0 +1,130 @@
+//! `streaming-proxy`: the caching reverse proxy binary (ARCHITECTURE.md §9).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
+use web_service::{Body, Listen, Server, ServerConfig};
+
+/// Caching pass-through reverse proxy. Flags override the `--config` file.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Origin base URL, e.g. http://127.0.0.1:9000.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Listen address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Disk cache directory.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// normal, record or replay.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Slice size in bytes.
+    #[arg(long)]
+    slice_size: Option<u64>,
+    /// Memory cache budget in bytes.
+    #[arg(long)]
+    l1_bytes: Option<u64>,
+    /// Disk cache budget in bytes (0 disables the disk cache).
+    #[arg(long)]
+    l2_bytes: Option<u64>,
+    /// Lifetime of answers without cache headers, in seconds.
+    #[arg(long)]
+    default_ttl_secs: Option<u64>,
+    /// Serve Prometheus `/metrics` on this address.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+}
+
+impl Cli {
+    fn into_config(self) -> Result<ProxyConfig, streaming_proxy::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => ProxyConfig::from_file(path)?,
+            None => ProxyConfig::default(),
+        };
+        c.upstream = self.upstream.unwrap_or(c.upstream);
+        c.listen = self.listen.unwrap_or(c.listen);
+        c.cache_dir = self.cache_dir.unwrap_or(c.cache_dir);
+        c.mode = self.mode.unwrap_or(c.mode);
+        c.slice_size = self.slice_size.unwrap_or(c.slice_size);
+        c.l1_bytes = self.l1_bytes.unwrap_or(c.l1_bytes);
+        c.l2_bytes = self.l2_bytes.unwrap_or(c.l2_bytes);
+        c.default_ttl_secs = self.default_ttl_secs.unwrap_or(c.default_ttl_secs);
+        c.metrics = self.metrics.or(c.metrics);
+        Ok(c)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streaming-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = cli.into_config()?;
+    let listen = config.listen;
+    let metrics_addr = config.metrics;
+    let proxy = StreamingProxy::new(config)?;
+    if let Some(addr) = metrics_addr {
+        let metrics = proxy.metrics();
+        let server = bind_http(addr).await?;
+        tokio::spawn(async move {
+            let handler = tower::service_fn(move |req: http::Request<Body>| {
+                let metrics = metrics.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        http::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+                                metrics.render(),
+                            ))))
+                    } else {
+                        http::Response::builder().status(404).body(Body::empty())
+                    }
+                }
+            });
+            if let Err(e) = server
+                .serve(handler, web_service::ctrl_c_or_sigterm())
+                .await
+            {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+        tracing::info!(%addr, "metrics on /metrics");
+    }
+    let server = bind_http(listen).await?;
+    tracing::info!(%listen, "streaming-proxy listening");
+    server
+        .serve(proxy, web_service::ctrl_c_or_sigterm())
+        .await?;
+    Ok(())
+}
+
+/// A cleartext (HTTP/1.1 and h2c) server on `addr`.
+async fn bind_http(addr: SocketAddr) -> Result<Server, web_service::Error> {
+    let listen = Listen {
+        http: Some(addr),
+        https: None,
+    };
+    Server::bind(ServerConfig::default(), listen).await
+}

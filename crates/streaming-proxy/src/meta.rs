@@ -1,0 +1,236 @@
+//! What is stored about an object besides its bytes, and the rules deciding whether
+//! and for how long an origin answer may be stored (RFC 9111, shared-cache subset).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+/// `fresh_until` of objects stored in record mode: never stale.
+// TOML integers are i64, so "forever" is the largest one.
+pub const FOREVER: u64 = i64::MAX as u64;
+
+/// An object's response head and layout, as stored in both tiers and sent in slot 1
+/// of a fill's chunk-cache stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// Cache key (request path and query).
+    pub key: String,
+    /// Status of the origin's answer (200 for stored objects).
+    pub status: u16,
+    /// End-to-end origin headers, minus the framing ones the proxy recomputes.
+    pub headers: Vec<(String, String)>,
+    /// Length of the whole object, when the origin announced it.
+    pub total: Option<u64>,
+    /// Slice size the pieces were cut with.
+    pub slice_size: u64,
+    /// Unix seconds until which the object is fresh.
+    pub fresh_until: u64,
+    /// Whether the answer may be stored.
+    pub cacheable: bool,
+}
+
+impl ObjectMeta {
+    /// The origin's `ETag`, if any.
+    pub fn etag(&self) -> Option<&str> {
+        self.header("etag")
+    }
+
+    /// The origin's `Last-Modified`, if any.
+    pub fn last_modified(&self) -> Option<&str> {
+        self.header("last-modified")
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `other` describes the same bytes (length, slicing and validators), so
+    /// pieces stored under one are valid under the other.
+    pub fn same_object(&self, other: &ObjectMeta) -> bool {
+        self.total == other.total
+            && self.slice_size == other.slice_size
+            && self.etag() == other.etag()
+            && self.last_modified() == other.last_modified()
+    }
+
+    /// Whether the object is still fresh at `now` (unix seconds).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now < self.fresh_until
+    }
+
+    /// Number of slices of a cacheable object of known length.
+    pub fn slices(&self) -> u64 {
+        self.total.map_or(0, |t| t.div_ceil(self.slice_size))
+    }
+
+    /// Byte range `[start, end)` of slice `index`.
+    pub fn slice_bounds(&self, index: u64) -> (u64, u64) {
+        let start = index * self.slice_size;
+        let end = (start + self.slice_size).min(self.total.unwrap_or(u64::MAX));
+        (start, end)
+    }
+
+    /// Encodes for slot 1 and the on-disk `meta` file.
+    pub fn encode(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote.
+    pub fn decode(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Headers that describe one hop or the framing of one message: never stored or
+/// forwarded as they are (RFC 9110 §7.6.1), the proxy writes its own.
+pub fn is_hop_or_framing(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "content-range"
+            | "x-cache"
+    )
+}
+
+/// End-to-end headers of an origin answer, as stored.
+pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(n, _)| !is_hop_or_framing(n))
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// How long an answer stays fresh, or `None` when it must not be stored.
+///
+/// Stored: 200/206 (206 being a slice of a 200 object) whose total length is known,
+/// without `no-store`, `private` or `Vary` (this cache keeps one variant per URL, so a
+/// varying answer is passed through rather than risk serving the wrong variant).
+/// Lifetime: `s-maxage`, else `max-age`, else `Expires` - `Date`, else `default_ttl`.
+/// `no-cache` stores with lifetime zero: every use is revalidated.
+pub fn freshness(
+    mode: Mode,
+    status: u16,
+    headers: &HeaderMap,
+    total_known: bool,
+    default_ttl: Duration,
+) -> Option<u64> {
+    if !matches!(status, 200 | 206) || !total_known {
+        return None;
+    }
+    if mode == Mode::Record {
+        return Some(FOREVER);
+    }
+    if headers.contains_key(header::VARY) {
+        return None;
+    }
+    let now = now_secs();
+    let mut max_age = None;
+    let mut s_maxage = None;
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim().to_ascii_lowercase();
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (
+                    n.trim().to_owned(),
+                    Some(a.trim().trim_matches('"').to_owned()),
+                ),
+                None => (directive.clone(), None),
+            };
+            match (name.as_str(), arg) {
+                ("no-store" | "private", _) => return None,
+                ("no-cache", _) => max_age = Some(0),
+                ("max-age", Some(a)) => max_age = max_age.or(a.parse::<u64>().ok()),
+                ("s-maxage", Some(a)) => s_maxage = a.parse::<u64>().ok(),
+                _ => {}
+            }
+        }
+    }
+    if let Some(secs) = s_maxage.or(max_age) {
+        return Some(now.saturating_add(secs));
+    }
+    if let Some(expires) = header_date(headers, header::EXPIRES) {
+        // Relative to the origin's clock when it sent one, so clock skew does not matter.
+        let origin_now = header_date(headers, header::DATE).unwrap_or(now);
+        return Some(now.saturating_add(expires.saturating_sub(origin_now)));
+    }
+    Some(now.saturating_add(default_ttl.as_secs()))
+}
+
+fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<u64> {
+    let value = headers.get(name)?.to_str().ok()?;
+    // An unparsable Expires means "already expired" (RFC 9111 §5.3).
+    Some(http_date_secs(value).unwrap_or(0))
+}
+
+/// An HTTP date (RFC 9110 §5.6.7) as unix seconds.
+pub fn http_date_secs(value: &str) -> Option<u64> {
+    let time = httpdate::parse_http_date(value).ok()?;
+    time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: Mode, headers: &[(&str, &str)]) -> Option<u64> {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        freshness(mode, 200, &map, true, Duration::from_secs(100))
+            .map(|t| t.saturating_sub(now_secs()))
+    }
+
+    #[test]
+    fn cache_control_expires_and_default_ttl() {
+        let n = Mode::Normal;
+        assert_eq!(policy(n, &[]), Some(100));
+        assert_eq!(policy(n, &[("cache-control", "max-age=60")]), Some(60));
+        assert_eq!(
+            policy(n, &[("cache-control", "max-age=60, s-maxage=5")]),
+            Some(5)
+        );
+        assert_eq!(policy(n, &[("cache-control", "public, no-store")]), None);
+        assert_eq!(policy(n, &[("cache-control", "private")]), None);
+        assert_eq!(
+            policy(n, &[("cache-control", "no-cache, max-age=60")]),
+            Some(0)
+        );
+        assert_eq!(policy(n, &[("vary", "accept-encoding")]), None);
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        let got = policy(n, &[("date", &date), ("expires", &later)]).unwrap();
+        assert!((3599..=3600).contains(&got), "{got}");
+        assert_eq!(policy(n, &[("expires", "garbage")]), Some(0));
+        assert!(policy(Mode::Record, &[("cache-control", "no-store")]).is_some());
+        let map = HeaderMap::new();
+        let ttl = Duration::from_secs(1);
+        assert_eq!(freshness(n, 404, &map, true, ttl), None);
+        assert_eq!(freshness(n, 200, &map, false, ttl), None);
+    }
+}

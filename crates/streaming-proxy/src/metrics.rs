@@ -1,0 +1,61 @@
+//! Prometheus counters of the proxy (`/metrics`).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+// Declares each metric once: field, type, exported name and help text.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $name:literal, $help:literal;)*) => {
+        /// Counters shared by the cache, the fills and the request path.
+        #[derive(Debug)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $field: $ty,)*
+            registry: Registry,
+        }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                let mut registry = Registry::with_prefix("streaming_proxy");
+                $(let $field = <$ty>::default();
+                registry.register($name, $help, $field.clone());)*
+                Self { $($field,)* registry }
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Responses served from the cache (HIT, REVALIDATED, STALE).
+    hits: Counter = "cache_hits", "Responses served from the cache";
+    /// Responses that needed the origin (MISS, PARTIAL).
+    misses: Counter = "cache_misses", "Responses that needed the origin";
+    /// Responses passed through without storing.
+    bypasses: Counter = "cache_bypasses", "Responses passed through uncached";
+    /// Body bytes sent to clients from stored pieces.
+    bytes_from_cache: Counter = "bytes_from_cache", "Body bytes served from stored pieces";
+    /// Body bytes received from the origin by fills.
+    bytes_from_origin: Counter = "bytes_from_origin", "Body bytes received from the origin";
+    /// Origin fetches in progress.
+    fills_in_progress: Gauge = "fills_in_progress", "Origin fetches in progress";
+    /// Pieces evicted from memory.
+    l1_evictions: Counter = "l1_evictions", "Pieces evicted from memory";
+    /// Objects evicted from disk.
+    l2_evictions: Counter = "l2_evictions", "Objects evicted from disk";
+    /// Disk pieces found corrupt and dropped.
+    l2_corrupt: Counter = "l2_corrupt_pieces", "Disk pieces failing their checksum";
+    /// Disk reads or writes that failed.
+    l2_errors: Counter = "l2_errors", "Disk cache I/O errors";
+    /// Stale objects revalidated with a `304`.
+    revalidated: Counter = "revalidated", "Stale objects refreshed by a 304";
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,170 @@
+//! Degraded conditions: an origin that never answers, an unusable disk, a memory
+//! budget far smaller than the objects.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+const KIB: u64 = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_origin_gives_504() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let origin = Origin::start().await; // only for its config helper
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.upstream = format!("http://{addr}");
+    cfg.upstream_timeout_secs = 1;
+    let proxy = Proxy::start(cfg).await;
+    let got = get(&client(), &proxy, "/x").await;
+    assert_eq!((got.status, got.x_cache()), (504, "MISS"));
+    hold.abort();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_disk_degrades_to_memory_only() {
+    let origin = Origin::start().await;
+    origin.add("/d", Spec::new(200 * KIB, 21));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    // The cache directory is a regular file: L2 cannot open.
+    let proxy = Proxy::start(config(&origin, file.path(), 64 * KIB)).await;
+    let c = client();
+    let miss = get(&c, &proxy, "/d").await;
+    assert_eq!((miss.status, miss.x_cache()), (200, "MISS"));
+    assert_eq!(sha(&miss.body), sha(&object_bytes(21, 0, 200 * KIB)));
+    let hit = get(&c, &proxy, "/d").await;
+    assert_eq!(
+        (hit.x_cache(), sha(&hit.body)),
+        ("HIT", sha(&object_bytes(21, 0, 200 * KIB)))
+    );
+    assert!(
+        proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_errors_total 1")
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_l1_budget_and_evicted_slices_are_refetched() {
+    let origin = Origin::start().await;
+    let len = 2 * 1024 * KIB;
+    origin.add("/m", Spec::new(len, 22));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l1_bytes = 256 * KIB;
+    cfg.l2_bytes = 0;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    let want = sha(&object_bytes(22, 0, len));
+    let miss = get(&c, &proxy, "/m").await;
+    assert_eq!((miss.x_cache(), sha(&miss.body)), ("MISS", want.clone()));
+    assert!(proxy.proxy.cache().bytes_held().0 <= 256 * KIB);
+    let again = get(&c, &proxy, "/m").await;
+    assert_eq!((again.x_cache(), sha(&again.body)), ("PARTIAL", want));
+    assert!(proxy.proxy.cache().bytes_held().0 <= 256 * KIB);
+    let metrics = proxy.proxy.metrics().render();
+    assert!(
+        !metrics.contains("streaming_proxy_l1_evictions_total 0"),
+        "{metrics}"
+    );
+    // A sequential pass over an object larger than L1 evicts its own slices (LRU),
+    // so each pass fetches each slice once, never more.
+    assert_eq!(origin.requests("/m").len(), 64);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_object_missing_its_first_slice_with_origin_down_is_502_not_a_broken_200() {
+    let origin = Origin::start().await;
+    origin.add("/half", Spec::new(128 * KIB, 23));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l1_bytes = 64 * KIB; // room for one slice: the first is evicted by the second
+    cfg.l2_bytes = 0;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "/half").await.x_cache(), "MISS");
+    origin.stop();
+    let tail = get_range(&c, &proxy, "/half", "bytes=70000-70009").await;
+    assert_eq!((tail.status, tail.x_cache()), (206, "HIT"));
+    assert_eq!(sha(&tail.body), sha(&object_bytes(23, 70000, 70010)));
+    let whole = get(&c, &proxy, "/half").await;
+    assert_eq!((whole.status, whole.x_cache()), (502, "MISS"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_failing_at_run_time_degrades_to_memory_only() {
+    let (origin, dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/late", Spec::new(100 * KIB, 26));
+    // The cache directory turns into a file: every disk write now fails.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path(), b"not a directory").unwrap();
+    let want = sha(&object_bytes(26, 0, 100 * KIB));
+    let miss = get(&c, &proxy, "/late").await;
+    assert_eq!(
+        (miss.status, miss.x_cache(), miss.error),
+        (200, "MISS", false)
+    );
+    assert_eq!(sha(&miss.body), want);
+    let hit = get(&c, &proxy, "/late").await;
+    assert_eq!((hit.x_cache(), sha(&hit.body)), ("HIT", want));
+    assert!(
+        !proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_errors_total 0")
+    );
+    std::fs::remove_file(dir.path()).unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_budget_evicts_least_recently_used_objects() {
+    let origin = Origin::start().await;
+    origin.add("/a", Spec::new(100 * KIB, 27));
+    origin.add("/b", Spec::new(100 * KIB, 28));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l2_bytes = 150 * KIB;
+    cfg.l1_bytes = 64 * KIB;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "/a").await.x_cache(), "MISS");
+    proxy.idle().await; // the last piece is stored just after its bytes went out
+    assert_eq!(get(&c, &proxy, "/b").await.x_cache(), "MISS");
+    proxy.idle().await;
+    assert!(proxy.proxy.cache().bytes_held().1 <= 150 * KIB);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "/a evicted from disk"
+    );
+    assert!(
+        proxy
+            .proxy
+            .metrics()
+            .render()
+            .contains("streaming_proxy_l2_evictions_total 1")
+    );
+    let a = get(&c, &proxy, "/a").await;
+    assert_eq!(
+        (a.x_cache(), sha(&a.body)),
+        ("MISS", sha(&object_bytes(27, 0, 100 * KIB)))
+    );
+    proxy.shutdown().await;
+}

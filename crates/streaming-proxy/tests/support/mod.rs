@@ -1,0 +1,512 @@
+//! Test fixtures: a real origin on loopback serving generated objects (with or
+//! without range support, counting requests, able to die mid-body or stop), a proxy
+//! served by web-service, and an HTTP/1.1 client.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// Word `j` (bytes `8j..8j+8`) of a generated object with `seed`: word-wise, so
+/// generating a GiB stays cheap in a debug build.
+fn word(seed: u8, j: u64) -> [u8; 8] {
+    let x = j.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((x ^ (x >> 29)) ^ u64::from(seed).wrapping_mul(0x0101_0101_0101_0101)).to_le_bytes()
+}
+
+/// Bytes `[start, end)` of a generated object.
+pub fn object_bytes(seed: u8, start: u64, end: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity((end - start + 16) as usize);
+    for j in start / 8..end.div_ceil(8) {
+        out.extend_from_slice(&word(seed, j));
+    }
+    let skip = (start % 8) as usize;
+    out.truncate(skip + (end - start) as usize);
+    out.drain(..skip);
+    out
+}
+
+/// sha256 of bytes `[0, len)` of a generated object, computed a MiB at a time.
+pub fn object_sha(seed: u8, len: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut pos = 0;
+    while pos < len {
+        let to = (pos + (1 << 20)).min(len);
+        hasher.update(object_bytes(seed, pos, to));
+        pos = to;
+    }
+    hex::encode(hasher.finalize())
+}
+
+pub fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// How the origin serves one path.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub len: u64,
+    pub seed: u8,
+    pub ranges: bool,
+    pub cache_control: Option<String>,
+    pub etag: Option<String>,
+    /// Delay between 16 KiB chunks.
+    pub chunk_delay: Duration,
+    /// Fail the body after this many bytes.
+    pub die_after: Option<u64>,
+    pub status: u16,
+    /// Misbehave: answer ranges this many bytes later than asked.
+    pub shift: u64,
+    /// `Last-Modified` sent (and compared verbatim with `If-Modified-Since`).
+    pub last_modified: Option<String>,
+}
+
+impl Spec {
+    pub fn new(len: u64, seed: u8) -> Self {
+        Self {
+            len,
+            seed,
+            ranges: true,
+            cache_control: None,
+            etag: Some(format!("\"v{seed}\"")),
+            chunk_delay: Duration::ZERO,
+            die_after: None,
+            status: 200,
+            shift: 0,
+            last_modified: None,
+        }
+    }
+
+    /// Ignores `Range` (answers 200 with the whole object).
+    pub fn no_ranges(mut self) -> Self {
+        self.ranges = false;
+        self
+    }
+
+    pub fn cache_control(mut self, value: &str) -> Self {
+        self.cache_control = Some(value.to_owned());
+        self
+    }
+
+    /// Waits `ms` before each 16 KiB chunk.
+    pub fn delay_ms(mut self, ms: u64) -> Self {
+        self.chunk_delay = Duration::from_millis(ms);
+        self
+    }
+
+    pub fn die_after(mut self, bytes: u64) -> Self {
+        self.die_after = Some(bytes);
+        self
+    }
+}
+
+#[derive(Default)]
+pub struct OriginState {
+    pub specs: Mutex<HashMap<String, Spec>>,
+    /// Every request: (path, range header, status answered).
+    pub log: Mutex<Vec<(String, Option<String>, u16)>>,
+    /// Body bytes handed to connections, all paths.
+    pub sent: std::sync::atomic::AtomicU64,
+}
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub state: Arc<OriginState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(OriginState::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in the JoinSet: aborting the accept task drops them all.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    break;
+                };
+                let st = st.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn add(&self, path: &str, spec: Spec) {
+        self.state
+            .specs
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), spec);
+    }
+
+    pub fn update(&self, path: &str, f: impl FnOnce(&mut Spec)) {
+        f(self.state.specs.lock().unwrap().get_mut(path).unwrap());
+    }
+
+    /// Requests the origin received for `path`.
+    pub fn requests(&self, path: &str) -> Vec<(Option<String>, u16)> {
+        self.state
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, r, s)| (r.clone(), *s))
+            .collect()
+    }
+
+    /// Stops listening and drops every connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn serve(
+    state: Arc<OriginState>,
+    req: Request<Incoming>,
+) -> Result<Response<OriginBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let range = req
+        .headers()
+        .get("range")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let spec = state.specs.lock().unwrap().get(&path).cloned();
+    let log = |status: u16| {
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push((path.clone(), range.clone(), status))
+    };
+    let empty = || Empty::new().map_err(|e| match e {}).boxed();
+    let Some(spec) = spec else {
+        log(404);
+        return Ok(Response::builder().status(404).body(empty()).unwrap());
+    };
+    let mut builder = Response::builder();
+    if let Some(cc) = &spec.cache_control {
+        builder = builder.header("cache-control", cc);
+    }
+    if let Some(lm) = &spec.last_modified {
+        builder = builder.header("last-modified", lm);
+        let since = req.headers().get("if-modified-since");
+        if spec.etag.is_none() && since.is_some_and(|v| v == lm.as_str()) {
+            log(304);
+            return Ok(builder.status(304).body(empty()).unwrap());
+        }
+    }
+    if let Some(etag) = &spec.etag {
+        builder = builder.header("etag", etag);
+        if req
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|v| v == etag.as_str())
+        {
+            // The per-chunk delay also slows 304s, so revalidations can overlap.
+            tokio::time::sleep(spec.chunk_delay).await;
+            log(304);
+            return Ok(builder.status(304).body(empty()).unwrap());
+        }
+    }
+    builder = builder.header("content-type", "application/octet-stream");
+    if spec.status != 200 {
+        log(spec.status);
+        return Ok(builder
+            .status(spec.status)
+            .header("content-length", 0)
+            .body(empty())
+            .unwrap());
+    }
+    let (mut start, mut end) = (0, spec.len);
+    let mut status = StatusCode::OK;
+    if let (true, Some(r)) = (spec.ranges, &range) {
+        let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
+        let a: u64 = a.parse::<u64>().unwrap() + spec.shift;
+        if a >= spec.len {
+            log(416);
+            return Ok(builder
+                .status(416)
+                .header("content-range", format!("bytes */{}", spec.len))
+                .body(empty())
+                .unwrap());
+        }
+        let b = b.parse::<u64>().map_or(spec.len, |b| (b + 1).min(spec.len));
+        (start, end) = (a, b);
+        status = StatusCode::PARTIAL_CONTENT;
+        builder = builder.header("content-range", format!("bytes {a}-{}/{}", b - 1, spec.len));
+    }
+    if spec.ranges {
+        builder = builder.header("accept-ranges", "bytes");
+    }
+    log(status.as_u16());
+    let chunk = 16 * 1024;
+    let stream = futures_util::stream::unfold(start, move |pos| {
+        let spec = spec.clone();
+        let state = state.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            if !spec.chunk_delay.is_zero() {
+                tokio::time::sleep(spec.chunk_delay).await;
+            }
+            if spec.die_after.is_some_and(|d| pos >= d) {
+                return Some((Err(std::io::Error::other("origin died")), end));
+            }
+            let to = (pos + chunk).min(end);
+            state
+                .sent
+                .fetch_add(to - pos, std::sync::atomic::Ordering::Relaxed);
+            let data = Bytes::from(object_bytes(spec.seed, pos, to));
+            Some((Ok(Frame::data(data)), to))
+        }
+    });
+    let body = StreamBody::new(stream).boxed();
+    Ok(builder
+        .status(status)
+        .header("content-length", end - start)
+        .body(body)
+        .unwrap())
+}
+
+/// A proxy served by web-service on loopback.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub proxy: StreamingProxy,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub fn config(origin: &Origin, dir: &std::path::Path, slice: u64) -> ProxyConfig {
+    ProxyConfig {
+        upstream: origin.url(),
+        cache_dir: dir.to_owned(),
+        slice_size: slice,
+        l1_bytes: 64 * 1024 * 1024,
+        l2_bytes: 1024 * 1024 * 1024,
+        upstream_timeout_secs: 5,
+        mode: Mode::Normal,
+        ..ProxyConfig::default()
+    }
+}
+
+impl Proxy {
+    pub async fn start(config: ProxyConfig) -> Self {
+        let proxy = StreamingProxy::new(config).unwrap();
+        let listen = web_service::Listen {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: None,
+        };
+        let server = web_service::Server::bind(web_service::ServerConfig::default(), listen)
+            .await
+            .unwrap();
+        let addr = server.http_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handler = proxy.clone();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .serve(handler, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            proxy,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Waits until no fill is in progress (every piece fetched so far is stored).
+    pub async fn idle(&self) {
+        for _ in 0..1000 {
+            if self
+                .proxy
+                .metrics()
+                .render()
+                .contains("fills_in_progress 0")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("fills still in progress after 10 s");
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// An origin, a cache directory, a proxy with [`config`] and `slice`, a client.
+pub async fn harness(slice: u64) -> (Origin, tempfile::TempDir, Proxy, TestClient) {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(config(&origin, dir.path(), slice)).await;
+    (origin, dir, proxy, client())
+}
+
+pub type TestClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A client speaking HTTP/2 with prior knowledge (h2c).
+pub fn h2c_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// An answer read to its end (or to its error).
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub error: bool,
+}
+
+impl Got {
+    pub fn x_cache(&self) -> &str {
+        self.headers
+            .get("x-cache")
+            .map_or("", |v| v.to_str().unwrap())
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+pub async fn request(client: &TestClient, method: &str, url: String, range: Option<&str>) -> Got {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let answer = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = answer.into_parts();
+    let mut bytes = Vec::new();
+    let error = drain(body, |d| bytes.extend_from_slice(d)).await;
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: bytes,
+        error,
+    }
+}
+
+/// GETs `path` hashing the body as it arrives: (status, x-cache, sha256, length, error).
+pub async fn get_hashed(
+    client: &TestClient,
+    proxy: &Proxy,
+    path: &str,
+) -> (u16, String, String, u64, bool) {
+    let req = Request::get(format!("http://{}{path}", proxy.addr))
+        .body(Empty::new())
+        .unwrap();
+    let answer = client.request(req).await.unwrap();
+    let status = answer.status().as_u16();
+    let x_cache = answer
+        .headers()
+        .get("x-cache")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_owned();
+    let (mut hasher, mut len) = (Sha256::new(), 0);
+    let error = drain(answer.into_body(), |d| {
+        len += d.len() as u64;
+        hasher.update(d);
+    })
+    .await;
+    (status, x_cache, hex::encode(hasher.finalize()), len, error)
+}
+
+pub async fn get(client: &TestClient, proxy: &Proxy, path: &str) -> Got {
+    request(client, "GET", format!("http://{}{path}", proxy.addr), None).await
+}
+
+pub async fn get_range(client: &TestClient, proxy: &Proxy, path: &str, range: &str) -> Got {
+    request(
+        client,
+        "GET",
+        format!("http://{}{path}", proxy.addr),
+        Some(range),
+    )
+    .await
+}
+
+/// Feeds every data frame to `sink`; true if the body ended in an error.
+async fn drain(mut body: Incoming, mut sink: impl FnMut(&[u8])) -> bool {
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    sink(&d);
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// A GET in its own task.
+pub fn spawn_get(client: &TestClient, url: &str) -> tokio::task::JoinHandle<Got> {
+    let (client, url) = (client.clone(), url.to_owned());
+    tokio::spawn(async move { request(&client, "GET", url, None).await })
+}
+
+/// Starts a GET and reads the head and one body frame; dropping the returned body
+/// is the client going away mid-transfer.
+pub async fn read_first_frame(client: &TestClient, url: &str) -> (http::HeaderMap, Incoming) {
+    let req = Request::get(url).body(Empty::new()).unwrap();
+    let (parts, mut body) = client.request(req).await.unwrap().into_parts();
+    body.frame().await.unwrap().unwrap();
+    (parts.headers, body)
+}
