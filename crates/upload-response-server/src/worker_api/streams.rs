@@ -1,0 +1,303 @@
+//! `/v1/streams/{id}/...`: a claimed request's body and response, and the
+//! seed's coordination primitives over the wire.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chunk_cache::{SlotKind, StreamId};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use upload_response::{Header, HttpVersion, ResponseHead, ResponseWriter, TailError, TailSlot};
+
+use super::claims::Claim;
+use super::{Api, ApiError, query, response_headers, wait_param, worker_param};
+
+/// `GET /v1/streams/{id}/body?worker=ID`: the request body as it arrives.
+/// The claimer gets its claim's reader (each chunk renews the lease);
+/// anyone else tails the stream, advancing its reader registration if it
+/// has one. An aborted request ends the body with an error, which the
+/// connection turns into a reset (HTTP/1.1: closed before the last chunk;
+/// h2c: `RST_STREAM`), never a clean end.
+pub(super) async fn body(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let worker = worker_param(&query(&uri))?;
+    if let Some(claim) = api.claims.get(id).filter(|c| c.worker == worker) {
+        let body = claim.take_body().ok_or_else(|| {
+            ApiError::Conflict(format!("the body of stream {id} is already being read"))
+        })?;
+        let lease = api.claims.lease();
+        claim.renew(lease);
+        let chunks = body.into_stream().map(move |chunk| {
+            claim.renew(lease);
+            chunk
+        });
+        return Ok(octets(Body::from_stream(chunks)));
+    }
+    api.service.reader_count(id)?; // 404 for a stream not in flight
+    let service = api.service.clone();
+    let chunks = futures_util::stream::unfold(Some(2u64), move |next| {
+        let (service, worker) = (service.clone(), worker.clone());
+        async move {
+            let n = next?;
+            match service.tail_request_for(id, worker.as_str(), n).await {
+                Ok(TailSlot::Body(bytes)) => Some((Ok(bytes), Some(n + 1))),
+                Ok(TailSlot::End) => None,
+                Ok(TailSlot::Headers(_)) => Some((
+                    Err(TailError::CorruptHead(format!("slot {n} holds a head"))),
+                    None,
+                )),
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    Ok(octets(Body::from_stream(chunks)))
+}
+
+fn octets(body: Body) -> Response {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// Where a response call writes: its claim's job, or (for a stream claimed
+/// with `POST /v1/streams/{id}/claim`) the seed API by stream id.
+enum Sink {
+    Job {
+        writer: ResponseWriter,
+        claim: Arc<Claim>,
+    },
+    Seed {
+        worker: String,
+    },
+}
+
+/// `POST /v1/streams/{id}/response?worker=ID` with `x-ur-status`: writes
+/// the response head at once, then streams this call's body to the client.
+/// `204` once the whole response is written; if this call's body fails (the
+/// worker vanished mid-response) the client's response is reset.
+pub(super) async fn response(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    uri: Uri,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let worker = worker_param(&query(&uri))?;
+    let head = response_head(request.headers())?;
+    let mut sink = match api.claims.get(id) {
+        Some(claim) if claim.worker == worker => {
+            let job = claim.take_job().ok_or_else(|| {
+                ApiError::Conflict(format!("the response of stream {id} was already started"))
+            })?;
+            claim.renew(api.claims.lease());
+            // A failed head write drops the job: the request is offered again.
+            let writer = job.respond_head(head).await?;
+            Sink::Job { writer, claim }
+        }
+        Some(_) => {
+            return Err(ApiError::Conflict(format!(
+                "worker {worker} does not own the response of stream {id}"
+            )));
+        }
+        None => {
+            api.service
+                .write_response_headers(id, worker.as_str(), head)
+                .await?;
+            Sink::Seed { worker }
+        }
+    };
+    let outcome = pump(&api, id, &mut sink, request.into_body()).await;
+    match sink {
+        Sink::Job { writer, claim } => {
+            api.claims.remove(id, &claim);
+            match outcome {
+                Ok(()) => writer.finish().await?,
+                // Dropping the writer unfinished resets the client's response.
+                Err(e) => return Err(e),
+            }
+        }
+        Sink::Seed { worker } => match outcome {
+            Ok(()) => api.service.end_response(id, worker.as_str()).await?,
+            Err(e) => {
+                // Resets the client's response; the stream may already be gone.
+                let _ = api.service.release_response(id, worker.as_str());
+                return Err(e);
+            }
+        },
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Copies the call's body into the response as it arrives.
+async fn pump(api: &Api, id: u64, sink: &mut Sink, body: Body) -> Result<(), ApiError> {
+    let mut data = body.into_data_stream();
+    let cancel = match sink {
+        Sink::Job { claim, .. } => claim.cancel.clone(),
+        Sink::Seed { .. } => tokio_util::sync::CancellationToken::new(),
+    };
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => {
+                return Err(ApiError::Conflict(format!("the claim on stream {id} was released")));
+            }
+            next = data.next() => next,
+        };
+        let bytes = match next {
+            None => return Ok(()),
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the response body failed: {e}"
+                )));
+            }
+        };
+        match sink {
+            Sink::Job { writer, claim } => {
+                claim.renew(api.claims.lease());
+                writer.send(bytes).await?;
+            }
+            Sink::Seed { worker } => {
+                api.service
+                    .append_response_body(id, worker.as_str(), bytes)
+                    .await?;
+            }
+        }
+    }
+}
+
+/// The response head from `x-ur-status` and the call's other headers.
+fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
+    let status = given
+        .get("x-ur-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|s| (200..=599).contains(s))
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or_else(|| ApiError::BadRequest("x-ur-status: NNN (200-599) is required".into()))?;
+    let headers = response_headers(given)
+        .iter()
+        .map(|(n, v)| {
+            Header::new(
+                Bytes::copy_from_slice(n.as_str().as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::BadRequest(format!("invalid response header: {e}")))?;
+    Ok(ResponseHead {
+        status,
+        version: HttpVersion::Http11,
+        headers,
+    })
+}
+
+/// `POST /v1/streams/{id}/claim?worker=ID`: claims the response (the seed's
+/// `try_claim_response`), or renews the lease of the caller's own claim.
+pub(super) async fn claim_stream(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let worker = worker_param(&query(&uri))?;
+    if let Some(claim) = api.claims.get(id) {
+        if claim.worker != worker {
+            return Err(not_owner(id, &worker));
+        }
+        claim.renew(api.claims.lease());
+    } else if !api.service.try_claim_response(id, worker.as_str())? {
+        return Err(ApiError::Conflict(format!(
+            "the response of stream {id} is claimed by another worker"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /v1/streams/{id}/claim?worker=ID`: gives the claim up. Before
+/// response headers the request is offered to another worker; after them
+/// the client's response is reset.
+pub(super) async fn release_stream(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let worker = worker_param(&query(&uri))?;
+    match api.claims.get(id) {
+        Some(claim) if claim.worker == worker => {
+            if !api.claims.abandon(id, &claim) {
+                // The response call holds the writer: make it drop it.
+                claim.cancel.cancel();
+                api.claims.remove(id, &claim);
+            }
+        }
+        Some(_) => return Err(not_owner(id, &worker)),
+        None => api.service.release_response(id, worker.as_str())?,
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn not_owner(id: u64, worker: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "worker {worker} does not own the response of stream {id}"
+    ))
+}
+
+/// `POST /v1/streams/{id}/readers/{worker}`: registers a reader.
+pub(super) async fn add_reader(
+    State(api): State<Api>,
+    Path((id, worker)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    api.service.register_reader(id, worker)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /v1/streams/{id}/readers/{worker}`: removes a registration
+/// (`409` if there was none).
+pub(super) async fn remove_reader(
+    State(api): State<Api>,
+    Path((id, worker)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    if api.service.unregister_reader(id, worker.as_str())? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::Conflict(format!(
+            "worker {worker} is not a reader of stream {id}"
+        )))
+    }
+}
+
+/// `GET /v1/streams/{id}/slots/{n}?wait_ms=N`: one raw request slot
+/// (slot 1: the HPKS head frame), waiting up to `wait_ms` for it to be
+/// published; `204` if it was not.
+pub(super) async fn slot(
+    State(api): State<Api>,
+    Path((id, n)): Path<(u64, u64)>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let wait = wait_param(&query(&uri))?;
+    if n == 0 {
+        return Err(ApiError::BadRequest("slots are numbered from 1".into()));
+    }
+    let read = api.service.request_cache().wait(StreamId::from_u64(id), n);
+    let Ok(read) = tokio::time::timeout(wait, read).await else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let slot = read.map_err(TailError::from)?;
+    let kind = match slot.kind {
+        SlotKind::Headers => "headers",
+        SlotKind::Body => "body",
+        SlotKind::End => "end",
+    };
+    let mut response = octets(Body::from(slot.bytes));
+    response
+        .headers_mut()
+        .insert("x-ur-slot", HeaderValue::from_static(kind));
+    Ok(response)
+}
