@@ -114,26 +114,60 @@ pub(super) async fn response(
             Sink::Seed { worker }
         }
     };
-    let outcome = pump(&api, id, &mut sink, request.into_body()).await;
+    // If the worker's connection breaks, the server drops this future
+    // midway: the guard still takes the claim out of the table and, for a
+    // seed claim, resets the client's response.
+    let cleanup = Cleanup::new(&api, id, &sink);
+    pump(&api, id, &mut sink, request.into_body()).await?;
     match sink {
-        Sink::Job { writer, claim } => {
-            api.claims.remove(id, &claim);
-            match outcome {
-                Ok(()) => writer.finish().await?,
-                // Dropping the writer unfinished resets the client's response.
-                Err(e) => return Err(e),
-            }
-        }
-        Sink::Seed { worker } => match outcome {
-            Ok(()) => api.service.end_response(id, worker.as_str()).await?,
-            Err(e) => {
-                // Resets the client's response; the stream may already be gone.
-                let _ = api.service.release_response(id, worker.as_str());
-                return Err(e);
-            }
-        },
+        Sink::Job { writer, .. } => writer.finish().await?,
+        Sink::Seed { worker } => api.service.end_response(id, worker.as_str()).await?,
     }
+    cleanup.disarm_seed();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Ends a response call however it ends: a remote claim leaves the table;
+/// a seed claim that did not complete is released (resetting the client,
+/// since its headers were written). A [`Sink::Job`] writer dropped
+/// unfinished resets the client by itself.
+struct Cleanup {
+    api: Api,
+    id: u64,
+    claim: Option<Arc<Claim>>,
+    seed_worker: Option<String>,
+}
+
+impl Cleanup {
+    fn new(api: &Api, id: u64, sink: &Sink) -> Self {
+        let (claim, seed_worker) = match sink {
+            Sink::Job { claim, .. } => (Some(claim.clone()), None),
+            Sink::Seed { worker } => (None, Some(worker.clone())),
+        };
+        Self {
+            api: api.clone(),
+            id,
+            claim,
+            seed_worker,
+        }
+    }
+
+    /// The seed response completed: nothing to release.
+    fn disarm_seed(mut self) {
+        self.seed_worker = None;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(claim) = &self.claim {
+            self.api.claims.remove(self.id, claim);
+        }
+        if let Some(worker) = &self.seed_worker {
+            // The stream may already be gone; then there is nothing to reset.
+            let _ = self.api.service.release_response(self.id, worker.as_str());
+        }
+    }
 }
 
 /// Copies the call's body into the response as it arrives.

@@ -1,0 +1,387 @@
+//! Remote workers end to end: the real server (in-process, loopback
+//! listeners) and `worker-client` talking to it over HTTP/1.1 or h2c only,
+//! with loadgen's real clients (H1, H2, H3, WSS) uploading.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, StatusCode};
+use loadgen::clients::{Client, UploadOptions};
+use loadgen::source::Pattern;
+use loadgen::target::Proto;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use upload_response_server::{Cli, Running, Settings, start};
+use worker_client::{ClientError, Origins, RemoteJob, WorkerClient, WorkerConfig, workers};
+
+const TOKEN: &str = "remote-test-token";
+
+struct Node {
+    running: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// A server with no built-in workers: only remote workers answer.
+    async fn start(lease_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli {
+            http: Some("127.0.0.1:0".into()),
+            https: Some("127.0.0.1:0".into()),
+            worker_api: Some("127.0.0.1:0".into()),
+            worker_token: Some(TOKEN.into()),
+            builtin_workers: Some("none".into()),
+            worker_lease_ms: Some(lease_ms),
+            response_timeout_ms: Some(20_000),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Cli::default()
+        };
+        let running = start(Settings::resolve(cli).unwrap()).await.unwrap();
+        Self { running, _dir: dir }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.running.worker_api.unwrap())
+    }
+
+    fn tls_client(&self, proto: Proto, path: &str) -> Client {
+        let port = self.running.https.unwrap().port();
+        let scheme = if proto == Proto::Ws { "wss" } else { "https" };
+        let url = format!("{scheme}://localhost:{port}{path}");
+        Client::new(proto, &url, self.running.cert_path.as_deref()).unwrap()
+    }
+
+    fn h1_client(&self, path: &str) -> Client {
+        let url = format!("http://{}{path}", self.running.http.unwrap());
+        Client::new(Proto::H1, &url, None).unwrap()
+    }
+
+    async fn stop(self) {
+        assert_eq!(self.running.service.in_flight(), 0, "requests left");
+        self.running.shutdown();
+        self.running.wait().await.unwrap();
+    }
+}
+
+fn config(origins: &[String], id: &str, prefix: &str, h2c: bool) -> WorkerConfig {
+    let mut config = WorkerConfig::new(Origins::parse_list(origins).unwrap(), TOKEN, id, prefix);
+    config.http2 = h2c;
+    config.wait = Duration::from_millis(500);
+    config
+}
+
+/// Runs a remote worker in a task until the returned token is cancelled.
+fn spawn_worker<H, F>(
+    config: WorkerConfig,
+    handler: H,
+) -> (CancellationToken, tokio::task::JoinHandle<()>)
+where
+    H: Fn(RemoteJob) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), ClientError>> + Send + 'static,
+{
+    let client = WorkerClient::new(config).unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { client.run(token, handler).await });
+    (stop, task)
+}
+
+fn pattern_digest(options: &UploadOptions) -> String {
+    let mut h = Sha256::new();
+    for chunk in Pattern::new(options.chunk).chunks(options.bytes) {
+        h.update(&chunk);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A remote sha256 worker (HTTP/1.1 or h2c) answers an upload made over
+/// `proto`; then a remote echo worker streams a body back byte for byte.
+async fn remote_worker_serves(proto: Proto, h2c: bool) {
+    let node = Node::start(30_000).await;
+    let origins = [node.origin()];
+    let (stop_sha, sha) = spawn_worker(
+        config(&origins, "sha", "/remote-sha256", h2c),
+        workers::sha256,
+    );
+    let (stop_echo, echo) =
+        spawn_worker(config(&origins, "echo", "/remote-echo", h2c), workers::echo);
+
+    let options = UploadOptions {
+        bytes: 8 * 1024 * 1024 + 123,
+        ..UploadOptions::default()
+    };
+    let result = node
+        .tls_client(proto, "/remote-sha256")
+        .upload(&options)
+        .await
+        .unwrap();
+    assert!(result.succeeded(), "{proto}: {result:?}");
+    assert_eq!(
+        result.body_text(),
+        format!("{} {}\n", pattern_digest(&options), options.bytes),
+        "{proto}: wrong digest"
+    );
+
+    let options = UploadOptions {
+        bytes: 4 * 1024 * 1024 + 7,
+        keep_body: 5 * 1024 * 1024,
+        ..UploadOptions::default()
+    };
+    let result = node
+        .tls_client(proto, "/remote-echo")
+        .upload(&options)
+        .await
+        .unwrap();
+    assert!(result.succeeded(), "{proto}: {result:?}");
+    assert_eq!(result.received, options.bytes, "{proto}: echo length");
+    assert_eq!(
+        hex::encode(Sha256::digest(&result.body)),
+        pattern_digest(&options),
+        "{proto}: echo bytes"
+    );
+
+    stop_sha.cancel();
+    stop_echo.cancel();
+    sha.await.unwrap();
+    echo.await.unwrap();
+    node.stop().await;
+}
+
+macro_rules! matrix {
+    ($($name:ident: $proto:expr, $h2c:expr;)*) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() { remote_worker_serves($proto, $h2c).await })*
+    };
+}
+
+matrix! {
+    worker_h1_client_h1: Proto::H1, false;
+    worker_h1_client_h2: Proto::H2, false;
+    worker_h1_client_h3: Proto::H3, false;
+    worker_h1_client_wss: Proto::Ws, false;
+    worker_h2c_client_h1: Proto::H1, true;
+    worker_h2c_client_h2: Proto::H2, true;
+    worker_h2c_client_h3: Proto::H3, true;
+    worker_h2c_client_wss: Proto::Ws, true;
+}
+
+/// Who answered what: `(origin, stream id, worker, path)` per claim.
+type ClaimLog = Arc<Mutex<Vec<(String, u64, String, String)>>>;
+
+/// Reads the body, then answers `<worker> <origin> <stream id> <path>`.
+fn tagging_worker(
+    log: ClaimLog,
+    id: &'static str,
+) -> impl Fn(RemoteJob) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |job: RemoteJob| {
+        let log = log.clone();
+        Box::pin(async move {
+            let (origin, stream, path) = (
+                job.origin().to_owned(),
+                job.stream_id(),
+                job.request().path.clone(),
+            );
+            log.lock()
+                .unwrap()
+                .push((origin.clone(), stream, id.to_owned(), path.clone()));
+            let mut body = job.body().await?;
+            while let Some(chunk) = body.next().await {
+                chunk?;
+            }
+            let text = Bytes::from(format!("{id} {origin} {stream} {path}"));
+            let once = futures_util::stream::once(async move { Ok::<_, ClientError>(text) });
+            job.respond(StatusCode::OK, &HeaderMap::new(), once).await
+        })
+    }
+}
+
+/// Two ingress nodes, three workers each serving both: 200 concurrent
+/// requests spread over the nodes are each answered exactly once, by a
+/// worker that claimed that very stream on that very node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_three_workers_answer_each_request_once() {
+    let nodes = [Node::start(30_000).await, Node::start(30_000).await];
+    let origins: Vec<String> = nodes.iter().map(Node::origin).collect();
+    let log = ClaimLog::default();
+    let workers: Vec<_> = ["w1", "w2", "w3"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut c = config(&origins, id, "/r/", i == 2);
+            c.concurrency = 32;
+            spawn_worker(c, tagging_worker(log.clone(), id))
+        })
+        .collect();
+
+    let requests = (0..200).map(|i| {
+        let client = nodes[i % 2].h1_client(&format!("/r/{i}"));
+        async move {
+            let mut conn = client.connect().await.unwrap();
+            (i, conn.request(1024).await.unwrap())
+        }
+    });
+    let results = futures_util::future::join_all(requests).await;
+
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 200, "each request claimed exactly once");
+    let claimed: HashSet<_> = log.iter().cloned().collect();
+    let mut answered_paths = HashSet::new();
+    for (i, result) in results {
+        assert!(result.succeeded(), "request {i}: {result:?}");
+        let text = result.body_text();
+        let parts: Vec<&str> = text.split(' ').collect();
+        let [worker, origin, stream, path] = parts[..] else {
+            panic!("request {i}: unexpected answer {text:?}");
+        };
+        assert_eq!(path, format!("/r/{i}"), "request {i} got another's answer");
+        assert_eq!(
+            origin,
+            origins[i % 2],
+            "request {i} answered via the wrong node"
+        );
+        let entry = (
+            origin.to_owned(),
+            stream.parse().unwrap(),
+            worker.to_owned(),
+            path.to_owned(),
+        );
+        assert!(
+            claimed.contains(&entry),
+            "request {i}: answered by a non-claimer"
+        );
+        assert!(answered_paths.insert(path.to_owned()));
+    }
+    let by_worker = |w: &str| log.iter().filter(|e| e.2 == w).count();
+    assert!(
+        ["w1", "w2", "w3"].iter().all(|w| by_worker(w) > 0),
+        "work spread over all workers: {:?}",
+        ["w1", "w2", "w3"].map(by_worker)
+    );
+    for (stop, task) in workers {
+        stop.cancel();
+        task.await.unwrap();
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// A worker that dies (no release, no response) after claiming and reading
+/// the body: once its lease runs out the request goes to another worker,
+/// and the client never notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_dead_before_its_response_is_replaced() {
+    let node = Node::start(400).await;
+    let origins = [node.origin()];
+    let dead = WorkerClient::new(config(&origins, "doomed", "/remote-sha256", false)).unwrap();
+    let upload = {
+        let client = node.tls_client(Proto::H2, "/remote-sha256");
+        tokio::spawn(async move {
+            let options = UploadOptions {
+                bytes: 100_000,
+                ..UploadOptions::default()
+            };
+            (client.upload(&options).await.unwrap(), options)
+        })
+    };
+    let job = loop {
+        if let Some(job) = dead.claim(&origins[0]).await.unwrap() {
+            break job;
+        }
+    };
+    let mut body = job.body().await.unwrap();
+    while let Some(chunk) = body.next().await {
+        chunk.unwrap();
+    }
+    // The process "dies": nothing more is sent, not even a release.
+    std::mem::forget(job);
+
+    let (stop, task) = spawn_worker(
+        config(&origins, "heir", "/remote-sha256", true),
+        workers::sha256,
+    );
+    let (result, options) = upload.await.unwrap();
+    assert!(result.succeeded(), "{result:?}");
+    assert_eq!(
+        result.body_text(),
+        format!("{} {}\n", pattern_digest(&options), options.bytes)
+    );
+    stop.cancel();
+    task.await.unwrap();
+    node.stop().await;
+}
+
+/// A worker that dies after its response started: the client's response
+/// is reset (HTTP/2 stream reset), never silently cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_dead_after_its_response_started_resets_the_client() {
+    let node = Node::start(30_000).await;
+    let origins = [node.origin()];
+    // Headers and a first chunk reach the client, then the worker's
+    // connection breaks (its response body fails midway).
+    let dying = |job: RemoteJob| async move {
+        let body = futures_util::stream::iter([Ok(Bytes::from_static(b"partial answer"))]).chain(
+            futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(std::io::Error::other("worker process died"))
+            }),
+        );
+        job.respond(StatusCode::OK, &HeaderMap::new(), body).await
+    };
+    let (stop, task) = spawn_worker(config(&origins, "dying", "/remote-echo", false), dying);
+    for proto in [Proto::H1, Proto::H2] {
+        let outcome = node
+            .tls_client(proto, "/remote-echo")
+            .upload(&UploadOptions {
+                bytes: 1000,
+                ..UploadOptions::default()
+            })
+            .await;
+        assert!(
+            outcome.is_err(),
+            "{proto}: a cut response must fail: {outcome:?}"
+        );
+    }
+    stop.cancel();
+    task.await.unwrap();
+    node.stop().await;
+}
+
+/// A worker whose claim long-poll is in flight when shutdown comes stops at
+/// once; a job in flight is finished first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_jobs_in_flight() {
+    let node = Node::start(30_000).await;
+    let origins = [node.origin()];
+    let started = Arc::new(tokio::sync::Notify::new());
+    let slow = {
+        let started = started.clone();
+        move |job: RemoteJob| {
+            let started = started.clone();
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                workers::discard(job).await
+            }
+        }
+    };
+    let (stop, task) = spawn_worker(config(&origins, "slow", "/remote-discard", false), slow);
+    let upload = {
+        let client = node.h1_client("/remote-discard");
+        tokio::spawn(async move { client.connect().await.unwrap().request(5000).await.unwrap() })
+    };
+    started.notified().await;
+    stop.cancel();
+    task.await.unwrap();
+    let result = upload.await.unwrap();
+    assert!(result.succeeded(), "{result:?}");
+    assert_eq!(result.body_text(), "5000\n");
+    node.stop().await;
+}
