@@ -90,35 +90,25 @@ pub(super) async fn response(
     uri: Uri,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let worker = worker_param(&query(&uri))?;
-    let head = response_head(request.headers())?;
-    let mut sink = match api.claims.get(id) {
-        Some(claim) if claim.worker == worker => {
-            let job = claim.take_job().ok_or_else(|| {
-                ApiError::Conflict(format!("the response of stream {id} was already started"))
-            })?;
-            claim.renew(api.claims.lease());
-            // A failed head write drops the job: the request is offered again.
-            let writer = job.respond_head(head).await?;
-            Sink::Job { writer, claim }
-        }
-        Some(_) => {
-            return Err(ApiError::Conflict(format!(
-                "worker {worker} does not own the response of stream {id}"
-            )));
-        }
-        None => {
-            api.service
-                .write_response_headers(id, worker.as_str(), head)
-                .await?;
-            Sink::Seed { worker }
+    let (parts, body) = request.into_parts();
+    let started = async {
+        let worker = worker_param(&query(&uri))?;
+        let head = response_head(&parts.headers)?;
+        open_sink(&api, id, worker, head).await
+    }
+    .await;
+    let mut sink = match started {
+        Ok(sink) => sink,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
         }
     };
     // If the worker's connection breaks, the server drops this future
     // midway: the guard still takes the claim out of the table and, for a
     // seed claim, resets the client's response.
     let cleanup = Cleanup::new(&api, id, &sink);
-    pump(&api, id, &mut sink, request.into_body()).await?;
+    pump(&api, id, &mut sink, body).await?;
     match sink {
         Sink::Job { writer, .. } => writer.finish().await?,
         Sink::Seed { worker } => api.service.end_response(id, worker.as_str()).await?,
@@ -168,6 +158,51 @@ impl Drop for Cleanup {
             let _ = self.api.service.release_response(self.id, worker.as_str());
         }
     }
+}
+
+/// Writes the head through the caller's claim (or the seed API).
+async fn open_sink(
+    api: &Api,
+    id: u64,
+    worker: String,
+    head: ResponseHead,
+) -> Result<Sink, ApiError> {
+    match api.claims.get(id) {
+        Some(claim) if claim.worker == worker => {
+            let job = claim.take_job().ok_or_else(|| {
+                ApiError::Conflict(format!("the response of stream {id} was already started"))
+            })?;
+            claim.renew(api.claims.lease());
+            // A failed head write drops the job: the request is offered again.
+            let writer = job.respond_head(head).await?;
+            Ok(Sink::Job { writer, claim })
+        }
+        Some(_) => Err(not_owner(id, &worker)),
+        None => {
+            api.service
+                .write_response_headers(id, worker.as_str(), head)
+                .await?;
+            Ok(Sink::Seed { worker })
+        }
+    }
+}
+
+/// Reads (and drops) a refused call's body, up to 1 MiB or 1 s, before the
+/// error answer. Answering an h2c request whose body is still arriving ends
+/// in a stream reset, which some clients (curl 7.x) report instead of the
+/// status; a small body read first avoids that, a huge one is not waited for.
+async fn drain(body: Body) {
+    let mut data = body.into_data_stream();
+    let mut left = 1usize << 20;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(chunk)) = data.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Copies the call's body into the response as it arrives.
@@ -319,6 +354,9 @@ pub(super) async fn slot(
     if n == 0 {
         return Err(ApiError::BadRequest("slots are numbered from 1".into()));
     }
+    // The cache alone cannot tell a ring that was never opened from one that
+    // is idle: only the requests in flight count.
+    api.service.reader_count(id)?;
     let read = api.service.request_cache().wait(StreamId::from_u64(id), n);
     let Ok(read) = tokio::time::timeout(wait, read).await else {
         return Ok(StatusCode::NO_CONTENT.into_response());
