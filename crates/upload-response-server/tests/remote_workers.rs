@@ -9,61 +9,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode};
-use loadgen::clients::{Client, UploadOptions};
-use loadgen::source::Pattern;
+use loadgen::clients::UploadOptions;
 use loadgen::target::Proto;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-use upload_response_server::{Cli, Running, Settings, start};
 use worker_client::{ClientError, Origins, RemoteJob, WorkerClient, WorkerConfig, workers};
 
-const TOKEN: &str = "remote-test-token";
+mod common;
+use common::{TOKEN, TestServer, pattern_digest};
 
-struct Node {
-    running: Running,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    /// A server with no built-in workers: only remote workers answer.
-    async fn start(lease_ms: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let cli = Cli {
-            http: Some("127.0.0.1:0".into()),
-            https: Some("127.0.0.1:0".into()),
-            worker_api: Some("127.0.0.1:0".into()),
-            worker_token: Some(TOKEN.into()),
-            builtin_workers: Some("none".into()),
-            worker_lease_ms: Some(lease_ms),
-            response_timeout_ms: Some(20_000),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Cli::default()
-        };
-        let running = start(Settings::resolve(cli).unwrap()).await.unwrap();
-        Self { running, _dir: dir }
-    }
-
-    fn origin(&self) -> String {
-        format!("http://{}", self.running.worker_api.unwrap())
-    }
-
-    fn tls_client(&self, proto: Proto, path: &str) -> Client {
-        let port = self.running.https.unwrap().port();
-        let scheme = if proto == Proto::Ws { "wss" } else { "https" };
-        let url = format!("{scheme}://localhost:{port}{path}");
-        Client::new(proto, &url, self.running.cert_path.as_deref()).unwrap()
-    }
-
-    fn h1_client(&self, path: &str) -> Client {
-        let url = format!("http://{}{path}", self.running.http.unwrap());
-        Client::new(Proto::H1, &url, None).unwrap()
-    }
-
-    async fn stop(self) {
-        assert_eq!(self.running.service.in_flight(), 0, "requests left");
-        self.running.shutdown();
-        self.running.wait().await.unwrap();
-    }
+/// A server with no built-in workers (only remote workers answer) and a
+/// worker lease of `lease_ms`.
+async fn node(lease_ms: u64) -> TestServer {
+    TestServer::start(|cli| {
+        cli.worker_lease_ms = Some(lease_ms);
+        cli.response_timeout_ms = Some(20_000);
+    })
+    .await
 }
 
 fn config(origins: &[String], id: &str, prefix: &str, h2c: bool) -> WorkerConfig {
@@ -89,19 +50,11 @@ where
     (stop, task)
 }
 
-fn pattern_digest(options: &UploadOptions) -> String {
-    let mut h = Sha256::new();
-    for chunk in Pattern::new(options.chunk).chunks(options.bytes) {
-        h.update(&chunk);
-    }
-    hex::encode(h.finalize())
-}
-
 /// A remote sha256 worker (HTTP/1.1 or h2c) answers an upload made over
 /// `proto`; then a remote echo worker streams a body back byte for byte.
 async fn remote_worker_serves(proto: Proto, h2c: bool) {
-    let node = Node::start(30_000).await;
-    let origins = [node.origin()];
+    let node = node(30_000).await;
+    let origins = [node.worker_origin()];
     let (stop_sha, sha) = spawn_worker(
         config(&origins, "sha", "/remote-sha256", h2c),
         workers::sha256,
@@ -109,39 +62,10 @@ async fn remote_worker_serves(proto: Proto, h2c: bool) {
     let (stop_echo, echo) =
         spawn_worker(config(&origins, "echo", "/remote-echo", h2c), workers::echo);
 
-    let options = UploadOptions {
-        bytes: 8 * 1024 * 1024 + 123,
-        ..UploadOptions::default()
-    };
-    let result = node
-        .tls_client(proto, "/remote-sha256")
-        .upload(&options)
-        .await
-        .unwrap();
-    assert!(result.succeeded(), "{proto}: {result:?}");
-    assert_eq!(
-        result.body_text(),
-        format!("{} {}\n", pattern_digest(&options), options.bytes),
-        "{proto}: wrong digest"
-    );
-
-    let options = UploadOptions {
-        bytes: 4 * 1024 * 1024 + 7,
-        keep_body: 5 * 1024 * 1024,
-        ..UploadOptions::default()
-    };
-    let result = node
-        .tls_client(proto, "/remote-echo")
-        .upload(&options)
-        .await
-        .unwrap();
-    assert!(result.succeeded(), "{proto}: {result:?}");
-    assert_eq!(result.received, options.bytes, "{proto}: echo length");
-    assert_eq!(
-        hex::encode(Sha256::digest(&result.body)),
-        pattern_digest(&options),
-        "{proto}: echo bytes"
-    );
+    node.check_sha256(proto, "/remote-sha256", 8 * 1024 * 1024 + 123)
+        .await;
+    node.check_echo(proto, "/remote-echo", 4 * 1024 * 1024 + 7)
+        .await;
 
     stop_sha.cancel();
     stop_echo.cancel();
@@ -207,8 +131,8 @@ fn tagging_worker(
 /// worker that claimed that very stream on that very node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_three_workers_answer_each_request_once() {
-    let nodes = [Node::start(30_000).await, Node::start(30_000).await];
-    let origins: Vec<String> = nodes.iter().map(Node::origin).collect();
+    let nodes = [node(30_000).await, node(30_000).await];
+    let origins: Vec<String> = nodes.iter().map(TestServer::worker_origin).collect();
     let log = ClaimLog::default();
     let workers: Vec<_> = ["w1", "w2", "w3"]
         .into_iter()
@@ -278,8 +202,8 @@ async fn two_nodes_three_workers_answer_each_request_once() {
 /// and the client never notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_dead_before_its_response_is_replaced() {
-    let node = Node::start(400).await;
-    let origins = [node.origin()];
+    let node = node(400).await;
+    let origins = [node.worker_origin()];
     let dead = WorkerClient::new(config(&origins, "doomed", "/remote-sha256", false)).unwrap();
     let upload = {
         let client = node.tls_client(Proto::H2, "/remote-sha256");
@@ -322,8 +246,8 @@ async fn a_worker_dead_before_its_response_is_replaced() {
 /// is reset (HTTP/2 stream reset), never silently cut short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_dead_after_its_response_started_resets_the_client() {
-    let node = Node::start(30_000).await;
-    let origins = [node.origin()];
+    let node = node(30_000).await;
+    let origins = [node.worker_origin()];
     // Headers and a first chunk reach the client, then the worker's
     // connection breaks (its response body fails midway).
     let dying = |job: RemoteJob| async move {
@@ -358,8 +282,8 @@ async fn a_worker_dead_after_its_response_started_resets_the_client() {
 /// once; a job in flight is finished first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_jobs_in_flight() {
-    let node = Node::start(30_000).await;
-    let origins = [node.origin()];
+    let node = node(30_000).await;
+    let origins = [node.worker_origin()];
     let started = Arc::new(tokio::sync::Notify::new());
     let slow = {
         let started = started.clone();

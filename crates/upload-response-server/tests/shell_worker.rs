@@ -4,13 +4,10 @@
 
 use std::process::{Command, Stdio};
 
-use loadgen::clients::{Client, UploadOptions};
-use loadgen::source::Pattern;
-use loadgen::target::Proto;
-use sha2::{Digest, Sha256};
-use upload_response_server::{Cli, Settings, start};
+use loadgen::clients::UploadOptions;
 
-const TOKEN: &str = "shell-test-token";
+mod common;
+use common::{TOKEN, TestServer, pattern_digest};
 
 /// The bash block between the `shell-worker` markers of the doc.
 fn documented_script() -> String {
@@ -31,17 +28,9 @@ fn documented_script() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_curl_worker_answers_requests() {
+    let server = TestServer::start(|cli| cli.https = Some("none".into())).await;
+    let running = &server.running;
     let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        http: Some("127.0.0.1:0".into()),
-        https: Some("none".into()),
-        worker_api: Some("127.0.0.1:0".into()),
-        worker_token: Some(TOKEN.into()),
-        builtin_workers: Some("none".into()),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Cli::default()
-    };
-    let running = start(Settings::resolve(cli).unwrap()).await.unwrap();
     let script = dir.path().join("worker.sh");
     std::fs::write(&script, documented_script()).unwrap();
 
@@ -57,25 +46,17 @@ async fn the_documented_curl_worker_answers_requests() {
         .spawn()
         .expect("bash must be installed");
 
-    let url = format!("http://{}/sha256/file", running.http.unwrap());
+    let client = server.h1_client("/sha256/file");
     for (i, bytes) in [0u64, 1000, 3 * 1024 * 1024 + 5].into_iter().enumerate() {
         let options = UploadOptions {
             bytes,
             ..UploadOptions::default()
         };
-        let result = Client::new(Proto::H1, &url, None)
-            .unwrap()
-            .upload(&options)
-            .await
-            .unwrap();
-        let mut h = Sha256::new();
-        for chunk in Pattern::new(options.chunk).chunks(bytes) {
-            h.update(&chunk);
-        }
+        let result = client.upload(&options).await.unwrap();
         assert!(result.succeeded(), "job {i}: {result:?}");
         assert_eq!(
             result.body_text(),
-            format!("{} {bytes}\n", hex::encode(h.finalize())),
+            format!("{} {bytes}\n", pattern_digest(&options)),
             "job {i}"
         );
     }
@@ -84,7 +65,5 @@ async fn the_documented_curl_worker_answers_requests() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "the script failed: {status}");
-    assert_eq!(running.service.in_flight(), 0);
-    running.shutdown();
-    running.wait().await.unwrap();
+    server.stop().await;
 }

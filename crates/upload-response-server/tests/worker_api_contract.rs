@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use upload_response_server::{Cli, Running, Settings, start};
+use upload_response_server::Running;
 
-const TOKEN: &str = "contract-token";
+mod common;
+use common::{TOKEN, TestServer};
 
 struct Reply {
     status: u16,
@@ -56,8 +57,7 @@ async fn curl(args: Vec<String>, stdin: Option<Vec<u8>>) -> Reply {
         // With `100 Continue` or several heads, the last status line counts.
         let status = headers
             .lines()
-            .filter(|l| l.starts_with("HTTP/"))
-            .last()
+            .rfind(|l| l.starts_with("HTTP/"))
             .and_then(|l| l.split(' ').nth(1))
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
@@ -77,6 +77,11 @@ struct Api {
 }
 
 impl Api {
+    /// A call without extra headers or body.
+    async fn on(&self, method: &str, path: &str) -> Reply {
+        self.call(method, path, &[], None).await
+    }
+
     async fn call(&self, method: &str, path: &str, extra: &[&str], stdin: Option<&[u8]>) -> Reply {
         let mut args = vec![
             "-X".to_owned(),
@@ -96,20 +101,6 @@ impl Api {
     }
 }
 
-async fn server() -> (Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cli = Cli {
-        http: Some("127.0.0.1:0".into()),
-        https: Some("none".into()),
-        worker_api: Some("127.0.0.1:0".into()),
-        worker_token: Some(TOKEN.into()),
-        builtin_workers: Some("none".into()),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Cli::default()
-    };
-    (start(Settings::resolve(cli).unwrap()).await.unwrap(), dir)
-}
-
 /// A client request in the background (curl), returning its reply.
 fn client(running: &Running, path: &str, body: &'static [u8]) -> tokio::task::JoinHandle<Reply> {
     let url = format!("http://{}{path}", running.http.unwrap());
@@ -121,11 +112,9 @@ fn client(running: &Running, path: &str, body: &'static [u8]) -> tokio::task::Jo
 
 async fn claim(api: &Api, worker: &str, prefix: &str) -> (u64, serde_json::Value) {
     let r = api
-        .call(
+        .on(
             "POST",
             &format!("/v1/claim?worker={worker}&prefix={prefix}&wait_ms=5000"),
-            &[],
-            None,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -138,7 +127,8 @@ async fn claim(api: &Api, worker: &str, prefix: &str) -> (u64, serde_json::Value
 }
 
 async fn contract(h2c: bool) {
-    let (running, _dir) = server().await;
+    let server = TestServer::start(|cli| cli.https = Some("none".into())).await;
+    let running = &server.running;
     let api = Api {
         addr: running.worker_api.unwrap(),
         h2c,
@@ -173,13 +163,11 @@ async fn contract(h2c: bool) {
     assert_eq!(metrics.status, 200);
 
     // Parameters and empty long-polls.
-    assert_eq!(api.call("POST", "/v1/claim", &[], None).await.status, 400);
-    let bad_wait = api
-        .call("POST", "/v1/claim?worker=w&wait_ms=x", &[], None)
-        .await;
+    assert_eq!(api.on("POST", "/v1/claim").await.status, 400);
+    let bad_wait = api.on("POST", "/v1/claim?worker=w&wait_ms=x").await;
     assert_eq!(bad_wait.status, 400);
     let empty = api
-        .call("POST", "/v1/claim?worker=w&prefix=/c&wait_ms=50", &[], None)
+        .on("POST", "/v1/claim?worker=w&prefix=/c&wait_ms=50")
         .await;
     assert_eq!(empty.status, 204);
     for (method, path) in [
@@ -203,7 +191,7 @@ async fn contract(h2c: bool) {
     assert_eq!(r.status, 404);
 
     // A request, claimed by w1.
-    let reply = client(&running, "/c/1?q=1", b"0123456789");
+    let reply = client(running, "/c/1?q=1", b"0123456789");
     let (id, json) = claim(&api, "w1", "/c").await;
     assert_eq!(json["method"], "POST");
     assert_eq!(json["path"], "/c/1?q=1");
@@ -216,7 +204,7 @@ async fn contract(h2c: bool) {
             .any(|h| h[0] == "content-length" && h[1] == "10"),
         "{json}"
     );
-    let list = api.call("GET", "/v1/streams", &[], None).await;
+    let list = api.on("GET", "/v1/streams").await;
     let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
     assert_eq!(list[0]["id"].as_u64(), Some(id));
     assert_eq!(list[0]["response_owner"], "w1");
@@ -227,18 +215,18 @@ async fn contract(h2c: bool) {
 
     // Raw slots.
     let s = |n: u64| format!("/v1/streams/{id}/slots/{n}?wait_ms=2000");
-    let head = api.call("GET", &s(1), &[], None).await;
+    let head = api.on("GET", &s(1)).await;
     assert_eq!(
         (head.status, head.header("x-ur-slot").as_deref()),
         (200, Some("headers"))
     );
     assert_eq!(&head.body[..4], b"HPKS");
-    let body = api.call("GET", &s(2), &[], None).await;
+    let body = api.on("GET", &s(2)).await;
     assert_eq!(
         (body.header("x-ur-slot").as_deref(), body.text().as_str()),
         (Some("body"), "0123456789")
     );
-    let end = api.call("GET", &s(3), &[], None).await;
+    let end = api.on("GET", &s(3)).await;
     assert_eq!(
         (
             end.status,
@@ -247,15 +235,15 @@ async fn contract(h2c: bool) {
         ),
         (200, Some("end"), 0)
     );
-    assert_eq!(api.call("GET", &s(4), &[], None).await.status, 400);
-    assert_eq!(api.call("GET", &s(0), &[], None).await.status, 400);
+    assert_eq!(api.on("GET", &s(4)).await.status, 400);
+    assert_eq!(api.on("GET", &s(0)).await.status, 400);
 
     // Readers.
     let readers = format!("/v1/streams/{id}/readers/audit");
-    assert_eq!(api.call("POST", &readers, &[], None).await.status, 204);
-    assert_eq!(api.call("POST", &readers, &[], None).await.status, 409);
-    assert_eq!(api.call("DELETE", &readers, &[], None).await.status, 204);
-    assert_eq!(api.call("DELETE", &readers, &[], None).await.status, 409);
+    assert_eq!(api.on("POST", &readers).await.status, 204);
+    assert_eq!(api.on("POST", &readers).await.status, 409);
+    assert_eq!(api.on("DELETE", &readers).await.status, 204);
+    assert_eq!(api.on("DELETE", &readers).await.status, 409);
 
     // Only the owner writes; the others get 409.
     let respond = |w: &str| format!("/v1/streams/{id}/response?worker={w}");
@@ -269,12 +257,7 @@ async fn contract(h2c: bool) {
         .await;
     assert_eq!(r.status, 409, "{}", r.text());
     let r = api
-        .call(
-            "POST",
-            &format!("/v1/streams/{id}/claim?worker=w2"),
-            &[],
-            None,
-        )
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=w2"))
         .await;
     assert_eq!(r.status, 409);
     assert_eq!(
@@ -286,50 +269,25 @@ async fn contract(h2c: bool) {
 
     // The owner reads the body, then gives the claim back: w2 gets the request.
     let body = api
-        .call(
-            "GET",
-            &format!("/v1/streams/{id}/body?worker=w1"),
-            &[],
-            None,
-        )
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w1"))
         .await;
     assert_eq!((body.status, body.text().as_str()), (200, "0123456789"));
     let again = api
-        .call(
-            "GET",
-            &format!("/v1/streams/{id}/body?worker=w1"),
-            &[],
-            None,
-        )
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w1"))
         .await;
     assert_eq!(again.status, 409);
     let renew = api
-        .call(
-            "POST",
-            &format!("/v1/streams/{id}/claim?worker=w1"),
-            &[],
-            None,
-        )
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=w1"))
         .await;
     assert_eq!(renew.status, 204);
     let release = api
-        .call(
-            "DELETE",
-            &format!("/v1/streams/{id}/claim?worker=w1"),
-            &[],
-            None,
-        )
+        .on("DELETE", &format!("/v1/streams/{id}/claim?worker=w1"))
         .await;
     assert_eq!(release.status, 204);
     let (id2, _) = claim(&api, "w2", "/c").await;
     assert_eq!(id2, id, "the released request is offered again");
     let body = api
-        .call(
-            "GET",
-            &format!("/v1/streams/{id}/body?worker=w2"),
-            &[],
-            None,
-        )
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w2"))
         .await;
     assert_eq!(body.text(), "0123456789");
     let r = api
@@ -370,30 +328,20 @@ async fn contract(h2c: bool) {
     assert_eq!(reply.header("x-ur-ignored"), None);
 
     // A stream claimed with the seed primitive is written the same way.
-    let reply = client(&running, "/seed", b"abc");
+    let reply = client(running, "/seed", b"abc");
     let id = loop {
-        let list = api.call("GET", "/v1/streams", &[], None).await;
+        let list = api.on("GET", "/v1/streams").await;
         let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
         if let Some(id) = list[0]["id"].as_u64() {
             break id;
         }
     };
     let r = api
-        .call(
-            "POST",
-            &format!("/v1/streams/{id}/claim?worker=seed"),
-            &[],
-            None,
-        )
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=seed"))
         .await;
     assert_eq!(r.status, 204);
     let body = api
-        .call(
-            "GET",
-            &format!("/v1/streams/{id}/body?worker=seed"),
-            &[],
-            None,
-        )
+        .on("GET", &format!("/v1/streams/{id}/body?worker=seed"))
         .await;
     assert_eq!(body.text(), "abc");
     let r = api
@@ -408,9 +356,7 @@ async fn contract(h2c: bool) {
     let reply = reply.await.unwrap();
     assert_eq!((reply.status, reply.text().as_str()), (200, "seeded"));
 
-    assert_eq!(running.service.in_flight(), 0);
-    running.shutdown();
-    running.wait().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

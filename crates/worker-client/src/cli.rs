@@ -14,7 +14,7 @@ use crate::{ClientError, Origins, RemoteJob, WorkerClient, WorkerConfig};
 /// * arguments: `http://host:port` origins, or one `dns://name:port`
 ///   (resolved again every 5 s);
 /// * `UR_WORKER_TOKEN` (required), `UR_WORKER_ID` [default `NAME-PID`],
-///   `UR_PREFIX` [default `default_prefix`], `UR_CONCURRENCY` [8],
+///   `UR_PREFIX` [default `default_prefix`], `UR_CONCURRENCY` [default 8],
 ///   `UR_H2C=1` for h2c.
 pub async fn run_from_env<H, F>(
     name: &str,

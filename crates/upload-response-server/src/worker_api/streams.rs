@@ -6,11 +6,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chunk_cache::{SlotKind, StreamId};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use upload_response::{Header, HttpVersion, ResponseHead, ResponseWriter, TailError, TailSlot};
+use upload_response::{ResponseHead, ResponseWriter, TailError, TailSlot};
 
 use super::claims::Claim;
 use super::{Api, ApiError, query, response_headers, wait_param, worker_param};
@@ -251,21 +250,10 @@ fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
         .filter(|s| (200..=599).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or_else(|| ApiError::BadRequest("x-ur-status: NNN (200-599) is required".into()))?;
-    let headers = response_headers(given)
-        .iter()
-        .map(|(n, v)| {
-            Header::new(
-                Bytes::copy_from_slice(n.as_str().as_bytes()),
-                Bytes::copy_from_slice(v.as_bytes()),
-            )
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| ApiError::BadRequest(format!("invalid response header: {e}")))?;
-    Ok(ResponseHead {
+    Ok(upload_response::response_head(
         status,
-        version: HttpVersion::Http11,
-        headers,
-    })
+        &response_headers(given),
+    )?)
 }
 
 /// `POST /v1/streams/{id}/claim?worker=ID`: claims the response (the seed's
