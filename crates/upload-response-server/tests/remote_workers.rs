@@ -309,3 +309,114 @@ async fn shutdown_finishes_jobs_in_flight() {
     assert_eq!(result.body_text(), "5000\n");
     node.stop().await;
 }
+
+/// A client that aborts its upload midway: the worker's body stream ends in
+/// an error, never a clean (short) end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_abort_fails_the_remote_body() {
+    use tokio::io::AsyncWriteExt;
+    let node = node(30_000).await;
+    for h2c in [false, true] {
+        let origins = [node.worker_origin()];
+        let worker = WorkerClient::new(config(&origins, "reader", "/abort", h2c)).unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(node.running.http.unwrap())
+            .await
+            .unwrap();
+        tcp.write_all(
+            b"POST /abort HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+        let job = loop {
+            if let Some(job) = worker.claim(&origins[0]).await.unwrap() {
+                break job;
+            }
+        };
+        let mut body = job.body().await.unwrap();
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"0123456789");
+        drop(tcp); // the client goes away mid-upload
+        let outcome = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the body must end");
+        assert!(
+            matches!(outcome, Some(Err(_))),
+            "h2c={h2c}: an aborted upload must fail the body, got {outcome:?}"
+        );
+    }
+    // Let the ingress notice and clean up before the in-flight check.
+    for _ in 0..100 {
+        if node.running.service.in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+}
+
+/// A worker busier than its lease keeps its claim by renewing it: the
+/// request is not offered to anyone else and its answer arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_keeps_a_claim_past_the_lease() {
+    let node = node(300).await;
+    let origins = [node.worker_origin()];
+    let log = ClaimLog::default();
+    let slow = {
+        let log = log.clone();
+        move |job: RemoteJob| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((
+                    job.origin().to_owned(),
+                    job.stream_id(),
+                    "slow".into(),
+                    job.request().path.clone(),
+                ));
+                for _ in 0..6 {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    job.renew().await?;
+                }
+                workers::discard(job).await
+            }
+        }
+    };
+    let (stop, task) = spawn_worker(config(&origins, "slow", "/slow", false), slow);
+    let result = node
+        .h1_client("/slow")
+        .connect()
+        .await
+        .unwrap()
+        .request(2000)
+        .await
+        .unwrap();
+    assert!(result.succeeded(), "{result:?}");
+    assert_eq!(result.body_text(), "2000\n");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "claimed once, never re-offered"
+    );
+    stop.cancel();
+    task.await.unwrap();
+    node.stop().await;
+}
+
+/// A worker given a DNS name serves the ingress behind every address it
+/// resolves to (`localhost` here: the node listens on 127.0.0.1; an
+/// address with no listener, such as ::1, is retried with backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_name_finds_the_ingress() {
+    let node = node(30_000).await;
+    let mut config = config(&[node.worker_origin()], "dns", "/remote-sha256", false);
+    config.origins = Origins::Dns {
+        name: "localhost".into(),
+        port: node.running.worker_api.unwrap().port(),
+        refresh: Duration::from_millis(200),
+    };
+    let (stop, task) = spawn_worker(config, workers::sha256);
+    node.check_sha256(Proto::H2, "/remote-sha256", 300_000)
+        .await;
+    stop.cancel();
+    task.await.unwrap();
+    node.stop().await;
+}

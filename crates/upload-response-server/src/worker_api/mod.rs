@@ -292,3 +292,58 @@ pub(crate) fn response_headers(given: &HeaderMap) -> HeaderMap {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+    use upload_response::UploadResponseConfig;
+
+    use super::*;
+
+    /// A claim answer dropped before it reached the connection gives the
+    /// request back at once; one that was handed over keeps the claim.
+    #[tokio::test]
+    async fn an_undelivered_claim_is_offered_again() {
+        let service = UploadResponseService::new(UploadResponseConfig::default()).unwrap();
+        let claims = Claims::new(Duration::from_secs(600));
+        let client = tokio::spawn({
+            let service = service.clone();
+            async move {
+                let request = http::Request::post("/u")
+                    .body(Full::new(Bytes::from("hi")))
+                    .unwrap();
+                service.handle(request).await.status()
+            }
+        });
+        let answer = |name: &str, job: Job| {
+            let id = job.stream_id();
+            let claim = claims.insert(name, job);
+            ClaimBody {
+                json: Some(Bytes::from_static(b"{}")),
+                undelivered: Some((claims.clone(), id, claim)),
+            }
+        };
+        let route = Route::prefix("/u");
+        let first = service.worker("first", route.clone()).next_job().await;
+        let id = first.stream_id();
+        drop(answer("first", first)); // the worker's connection is gone
+
+        let worker = service.worker("second", route.clone());
+        let second = tokio::time::timeout(Duration::from_secs(5), worker.next_job())
+            .await
+            .expect("the request must be offered again");
+        assert_eq!(second.stream_id(), id);
+        let delivered = answer("second", second);
+        delivered.collect().await.unwrap(); // handed to the connection
+        let claim = claims.get(id).expect("a delivered claim stays");
+        assert_eq!(claim.worker, "second");
+
+        let job = claim.take_job().unwrap();
+        let writer = job
+            .respond(StatusCode::NO_CONTENT, &HeaderMap::new())
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(client.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+}
