@@ -420,3 +420,94 @@ async fn a_dns_name_finds_the_ingress() {
     task.await.unwrap();
     node.stop().await;
 }
+
+/// A real worker process killed (SIGKILL) while streaming its response:
+/// curl sends the head and a first chunk, then dies; the client's HTTP/2
+/// stream is reset, not ended as if the answer were complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_killed_mid_response_resets_the_client() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let node = node(30_000).await;
+    let origin = node.worker_origin();
+    let upload = {
+        let client = node.tls_client(Proto::H2, "/killed");
+        tokio::spawn(async move {
+            let options = UploadOptions {
+                bytes: 1000,
+                ..UploadOptions::default()
+            };
+            client.upload(&options).await
+        })
+    };
+    let claimer = WorkerClient::new(config(&[origin.clone()], "victim", "/killed", false)).unwrap();
+    let job = loop {
+        if let Some(job) = claimer.claim(&origin).await.unwrap() {
+            break job;
+        }
+    };
+    let url = format!(
+        "{origin}/v1/streams/{}/response?worker=victim",
+        job.stream_id()
+    );
+    // The curl process takes over the claim's response; the Rust handle
+    // must not release it when it goes.
+    std::mem::forget(job);
+    let mut curl = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-T",
+            "-",
+            "-H",
+            "Expect:",
+            "-H",
+            "x-ur-status: 200",
+        ])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {TOKEN}"))
+        .arg(&url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("curl must be installed");
+    let mut stdin = curl.stdin.take().unwrap();
+    stdin.write_all(b"the first part of the answer").unwrap();
+    stdin.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    curl.kill().unwrap();
+    curl.wait().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), upload)
+        .await
+        .expect("the client must not hang")
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "a killed worker must reset the response: {outcome:?}"
+    );
+    node.stop().await;
+}
+
+/// Hundreds of jobs over one h2c connection to the worker API: the client
+/// must not send the empty DATA frames that h2 servers punish with GOAWAY
+/// (`ENHANCE_YOUR_CALM`) once a few hundred have accumulated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_worker_serves_hundreds_of_requests() {
+    let node = node(30_000).await;
+    let origins = [node.worker_origin()];
+    let (stop, task) = spawn_worker(config(&origins, "echo", "/e", true), workers::echo);
+    let mut conn = node.h1_client("/e").connect().await.unwrap();
+    for i in 0..400 {
+        let result = conn.request(1024).await;
+        assert!(
+            result
+                .as_ref()
+                .is_ok_and(|r| r.succeeded() && r.received == 1024),
+            "request {i}: {result:?}"
+        );
+    }
+    stop.cancel();
+    task.await.unwrap();
+    node.stop().await;
+}

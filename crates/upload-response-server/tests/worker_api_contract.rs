@@ -159,6 +159,16 @@ async fn contract(h2c: bool) {
     )
     .await;
     assert_eq!(wrong.status, 401);
+    let lowercase = curl(
+        vec![
+            "-H".into(),
+            format!("authorization: bearer {TOKEN}"),
+            format!("http://{}/v1/streams", api.addr),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(lowercase.status, 200, "the scheme is case-insensitive");
     let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
     assert_eq!(metrics.status, 200);
 

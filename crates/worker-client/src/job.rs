@@ -117,7 +117,13 @@ impl RemoteJob {
         self.answered = true;
         let mut headers = headers.clone();
         headers.insert("x-ur-status", HeaderValue::from(status.as_u16()));
-        let body = StreamBody::new(body.map(|chunk| chunk.map(Frame::data).map_err(Into::into)));
+        // Empty chunks are dropped: each would be an empty HTTP/2 DATA frame,
+        // which h2 servers count as abuse (GOAWAY ENHANCE_YOUR_CALM after a
+        // few hundred on one connection).
+        let body = body
+            .map(|chunk| chunk.map_err(Into::<BoxError>::into))
+            .filter(|chunk| std::future::ready(!matches!(chunk, Ok(b) if b.is_empty())));
+        let body = StreamBody::new(body.map(|chunk| chunk.map(Frame::data)));
         let url = self.url("response");
         let call = format!("POST {url}");
         let response = self
@@ -189,8 +195,13 @@ impl Stream for BodyStream {
     type Item = Result<Bytes, ClientError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner
-            .poll_next_unpin(cx)
-            .map(|item| item.map(|r| r.map_err(ClientError::Body)))
+        loop {
+            // HTTP/2 ends a body with an empty DATA frame, which hyper may
+            // hand over as an empty chunk: not data, so not passed on.
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
+                other => return other.map(|item| item.map(|r| r.map_err(ClientError::Body))),
+            }
+        }
     }
 }

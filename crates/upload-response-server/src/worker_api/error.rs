@@ -91,6 +91,7 @@ impl From<TailError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        tracing::debug!(status = %self.status(), error = %self, "worker API call refused");
         let mut response = (self.status(), format!("{self}\n")).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -91,11 +91,13 @@ async fn not_found() -> ApiError {
 
 /// Rejects a call without `Authorization: Bearer <token>` (401).
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .unwrap_or_default();
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map_or(&[][..], |v| &v[7..]);
     // Constant time, so response timing does not reveal how many leading
     // bytes of a guess were right (the length is not secret: tokens are
     // generated with a fixed length).
