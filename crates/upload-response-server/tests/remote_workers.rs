@@ -440,7 +440,13 @@ async fn a_worker_process_killed_mid_response_resets_the_client() {
             client.upload(&options).await
         })
     };
-    let claimer = WorkerClient::new(config(&[origin.clone()], "victim", "/killed", false)).unwrap();
+    let claimer = WorkerClient::new(config(
+        std::slice::from_ref(&origin),
+        "victim",
+        "/killed",
+        false,
+    ))
+    .unwrap();
     let job = loop {
         if let Some(job) = claimer.claim(&origin).await.unwrap() {
             break job;
