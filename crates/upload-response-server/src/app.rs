@@ -119,6 +119,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             web_metrics,
             &worker_token,
             Duration::from_millis(settings.worker_lease_ms),
+            stop.clone(),
         );
         let signal = stop.clone().cancelled_owned();
         tasks.spawn(async move { Ok(api.serve(router, signal).await?) });

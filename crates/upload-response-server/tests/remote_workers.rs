@@ -517,3 +517,25 @@ async fn an_h2c_worker_serves_hundreds_of_requests() {
     task.await.unwrap();
     node.stop().await;
 }
+
+/// A server shutting down ends the workers' long-polls at once (204), so
+/// they do not hold up its drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_long_polls() {
+    let node = node(30_000).await;
+    let origin = node.worker_origin();
+    let mut config = config(std::slice::from_ref(&origin), "idle", "/nothing", false);
+    config.wait = Duration::from_secs(120);
+    let worker = WorkerClient::new(config).unwrap();
+    let poll = tokio::spawn(async move { worker.claim(&origin).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    node.stop().await;
+    let claimed = poll.await.unwrap().unwrap();
+    assert!(claimed.is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the drain waited for a long-poll: {:?}",
+        started.elapsed()
+    );
+}

@@ -19,6 +19,7 @@ use http::{HeaderMap, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 use upload_response::{HttpVersion, Job, Route, UploadResponseService};
 use web_service::Metrics;
 
@@ -35,6 +36,8 @@ pub(crate) struct Api {
     service: UploadResponseService,
     claims: Claims,
     token: Arc<[u8]>,
+    /// Cancelled when the server starts shutting down.
+    stop: CancellationToken,
 }
 
 /// The worker listener's router: `/v1/...` behind the bearer token, and
@@ -44,11 +47,13 @@ pub(crate) fn router(
     web: Arc<Metrics>,
     token: &str,
     lease: Duration,
+    stop: CancellationToken,
 ) -> axum::Router {
     let api = Api {
         service: service.clone(),
         claims: Claims::new(lease),
         token: token.as_bytes().into(),
+        stop,
     };
     let v1 = axum::Router::new()
         .route("/v1/claim", post(claim))
@@ -201,7 +206,13 @@ async fn claim(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let worker = api
         .service
         .worker(worker_name.as_str(), Route::prefix(prefix));
-    let Ok(job) = tokio::time::timeout(wait, worker.next_job()).await else {
+    // A shutdown ends the waits at once (204), so long-polls do not hold
+    // the drain up; `next_job` is cancel-safe, so nothing is lost.
+    let job = tokio::select! {
+        _ = api.stop.cancelled() => None,
+        job = tokio::time::timeout(wait, worker.next_job()) => job.ok(),
+    };
+    let Some(job) = job else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let json = serde_json::to_vec(&Claimed::of(&job))
