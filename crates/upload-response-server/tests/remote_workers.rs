@@ -34,11 +34,31 @@ fn config(origins: &[String], id: &str, prefix: &str, h2c: bool) -> WorkerConfig
     config
 }
 
-/// Runs a remote worker in a task until the returned token is cancelled.
-fn spawn_worker<H, F>(
-    config: WorkerConfig,
-    handler: H,
-) -> (CancellationToken, tokio::task::JoinHandle<()>)
+/// Long-polls `origin` until a request is claimed.
+async fn claim_one(worker: &WorkerClient, origin: &str) -> RemoteJob {
+    loop {
+        if let Some(job) = worker.claim(origin).await.unwrap() {
+            return job;
+        }
+    }
+}
+
+/// A remote worker running in a task.
+struct RunningWorker {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Stops claiming and waits for the jobs in flight to finish.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// Runs a remote worker in a task until it is stopped.
+fn spawn_worker<H, F>(config: WorkerConfig, handler: H) -> RunningWorker
 where
     H: Fn(RemoteJob) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<(), ClientError>> + Send + 'static,
@@ -47,7 +67,7 @@ where
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move { client.run(token, handler).await });
-    (stop, task)
+    RunningWorker { stop, task }
 }
 
 /// A remote sha256 worker (HTTP/1.1 or h2c) answers an upload made over
@@ -55,22 +75,19 @@ where
 async fn remote_worker_serves(proto: Proto, h2c: bool) {
     let node = node(30_000).await;
     let origins = [node.worker_origin()];
-    let (stop_sha, sha) = spawn_worker(
+    let sha = spawn_worker(
         config(&origins, "sha", "/remote-sha256", h2c),
         workers::sha256,
     );
-    let (stop_echo, echo) =
-        spawn_worker(config(&origins, "echo", "/remote-echo", h2c), workers::echo);
+    let echo = spawn_worker(config(&origins, "echo", "/remote-echo", h2c), workers::echo);
 
     node.check_sha256(proto, "/remote-sha256", 8 * 1024 * 1024 + 123)
         .await;
     node.check_echo(proto, "/remote-echo", 4 * 1024 * 1024 + 7)
         .await;
 
-    stop_sha.cancel();
-    stop_echo.cancel();
-    sha.await.unwrap();
-    echo.await.unwrap();
+    sha.stop().await;
+    echo.stop().await;
     node.stop().await;
 }
 
@@ -188,9 +205,8 @@ async fn two_nodes_three_workers_answer_each_request_once() {
         "work spread over all workers: {:?}",
         ["w1", "w2", "w3"].map(by_worker)
     );
-    for (stop, task) in workers {
-        stop.cancel();
-        task.await.unwrap();
+    for worker in workers {
+        worker.stop().await;
     }
     for node in nodes {
         node.stop().await;
@@ -215,11 +231,7 @@ async fn a_worker_dead_before_its_response_is_replaced() {
             (client.upload(&options).await.unwrap(), options)
         })
     };
-    let job = loop {
-        if let Some(job) = dead.claim(&origins[0]).await.unwrap() {
-            break job;
-        }
-    };
+    let job = claim_one(&dead, &origins[0]).await;
     let mut body = job.body().await.unwrap();
     while let Some(chunk) = body.next().await {
         chunk.unwrap();
@@ -227,7 +239,7 @@ async fn a_worker_dead_before_its_response_is_replaced() {
     // The process "dies": nothing more is sent, not even a release.
     std::mem::forget(job);
 
-    let (stop, task) = spawn_worker(
+    let running = spawn_worker(
         config(&origins, "heir", "/remote-sha256", true),
         workers::sha256,
     );
@@ -237,8 +249,7 @@ async fn a_worker_dead_before_its_response_is_replaced() {
         result.body_text(),
         format!("{} {}\n", pattern_digest(&options), options.bytes)
     );
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     node.stop().await;
 }
 
@@ -259,7 +270,7 @@ async fn a_worker_dead_after_its_response_started_resets_the_client() {
         );
         job.respond(StatusCode::OK, &HeaderMap::new(), body).await
     };
-    let (stop, task) = spawn_worker(config(&origins, "dying", "/remote-echo", false), dying);
+    let running = spawn_worker(config(&origins, "dying", "/remote-echo", false), dying);
     for proto in [Proto::H1, Proto::H2] {
         let outcome = node
             .tls_client(proto, "/remote-echo")
@@ -273,8 +284,7 @@ async fn a_worker_dead_after_its_response_started_resets_the_client() {
             "{proto}: a cut response must fail: {outcome:?}"
         );
     }
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     node.stop().await;
 }
 
@@ -296,14 +306,13 @@ async fn shutdown_finishes_jobs_in_flight() {
             }
         }
     };
-    let (stop, task) = spawn_worker(config(&origins, "slow", "/remote-discard", false), slow);
+    let running = spawn_worker(config(&origins, "slow", "/remote-discard", false), slow);
     let upload = {
         let client = node.h1_client("/remote-discard");
         tokio::spawn(async move { client.connect().await.unwrap().request(5000).await.unwrap() })
     };
     started.notified().await;
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     let result = upload.await.unwrap();
     assert!(result.succeeded(), "{result:?}");
     assert_eq!(result.body_text(), "5000\n");
@@ -327,11 +336,7 @@ async fn a_client_abort_fails_the_remote_body() {
         )
         .await
         .unwrap();
-        let job = loop {
-            if let Some(job) = worker.claim(&origins[0]).await.unwrap() {
-                break job;
-            }
-        };
+        let job = claim_one(&worker, &origins[0]).await;
         let mut body = job.body().await.unwrap();
         let first = body.next().await.unwrap().unwrap();
         assert_eq!(&first[..], b"0123456789");
@@ -380,7 +385,7 @@ async fn renewing_keeps_a_claim_past_the_lease() {
             }
         }
     };
-    let (stop, task) = spawn_worker(config(&origins, "slow", "/slow", false), slow);
+    let running = spawn_worker(config(&origins, "slow", "/slow", false), slow);
     let result = node
         .h1_client("/slow")
         .connect()
@@ -396,8 +401,7 @@ async fn renewing_keeps_a_claim_past_the_lease() {
         1,
         "claimed once, never re-offered"
     );
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     node.stop().await;
 }
 
@@ -413,11 +417,10 @@ async fn a_dns_name_finds_the_ingress() {
         port: node.running.worker_api.unwrap().port(),
         refresh: Duration::from_millis(200),
     };
-    let (stop, task) = spawn_worker(config, workers::sha256);
+    let running = spawn_worker(config, workers::sha256);
     node.check_sha256(Proto::H2, "/remote-sha256", 300_000)
         .await;
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     node.stop().await;
 }
 
@@ -447,11 +450,7 @@ async fn a_worker_process_killed_mid_response_resets_the_client() {
         false,
     ))
     .unwrap();
-    let job = loop {
-        if let Some(job) = claimer.claim(&origin).await.unwrap() {
-            break job;
-        }
-    };
+    let job = claim_one(&claimer, &origin).await;
     let url = format!(
         "{origin}/v1/streams/{}/response?worker=victim",
         job.stream_id()
@@ -502,7 +501,7 @@ async fn a_worker_process_killed_mid_response_resets_the_client() {
 async fn an_h2c_worker_serves_hundreds_of_requests() {
     let node = node(30_000).await;
     let origins = [node.worker_origin()];
-    let (stop, task) = spawn_worker(config(&origins, "echo", "/e", true), workers::echo);
+    let running = spawn_worker(config(&origins, "echo", "/e", true), workers::echo);
     let mut conn = node.h1_client("/e").connect().await.unwrap();
     for i in 0..400 {
         let result = conn.request(1024).await;
@@ -513,8 +512,7 @@ async fn an_h2c_worker_serves_hundreds_of_requests() {
             "request {i}: {result:?}"
         );
     }
-    stop.cancel();
-    task.await.unwrap();
+    running.stop().await;
     node.stop().await;
 }
 

@@ -149,25 +149,19 @@ async fn contract(h2c: bool) {
         anonymous.header("www-authenticate").as_deref(),
         Some("Bearer")
     );
-    let wrong = curl(
-        vec![
-            "-H".into(),
-            format!("Authorization: Bearer {TOKEN}x"),
-            format!("http://{}/v1/streams", api.addr),
-        ],
-        None,
-    )
-    .await;
+    let list_with = |authorization: String| {
+        curl(
+            vec![
+                "-H".into(),
+                authorization,
+                format!("http://{}/v1/streams", api.addr),
+            ],
+            None,
+        )
+    };
+    let wrong = list_with(format!("Authorization: Bearer {TOKEN}x")).await;
     assert_eq!(wrong.status, 401);
-    let lowercase = curl(
-        vec![
-            "-H".into(),
-            format!("authorization: bearer {TOKEN}"),
-            format!("http://{}/v1/streams", api.addr),
-        ],
-        None,
-    )
-    .await;
+    let lowercase = list_with(format!("authorization: bearer {TOKEN}")).await;
     assert_eq!(lowercase.status, 200, "the scheme is case-insensitive");
     let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
     assert_eq!(metrics.status, 200);
