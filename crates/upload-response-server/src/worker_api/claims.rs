@@ -108,14 +108,19 @@ impl Claims {
     }
 
     /// Removes `claim` from the table (if it is still the one for `id`).
-    pub(crate) fn remove(&self, id: u64, claim: &Arc<Claim>) -> bool {
+    fn remove(&self, id: u64, claim: &Arc<Claim>) {
         let mut table = lock(&self.table);
         if table.get(&id).is_some_and(|c| Arc::ptr_eq(c, claim)) {
             table.remove(&id);
-            true
-        } else {
-            false
         }
+    }
+
+    /// Ends `claim` whatever its state: out of the table, and its job (if
+    /// still unanswered) and body reader dropped, so the request's streams
+    /// are not kept alive by a claim nobody will use.
+    pub(crate) fn finish(&self, id: u64, claim: &Arc<Claim>) {
+        self.remove(id, claim);
+        claim.give_back();
     }
 
     /// Ends `claim` before its response started: the request is offered to

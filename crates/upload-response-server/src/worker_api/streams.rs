@@ -150,7 +150,7 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(claim) = &self.claim {
-            self.api.claims.remove(self.id, claim);
+            self.api.claims.finish(self.id, claim);
         }
         if let Some(worker) = &self.seed_worker {
             // The stream may already be gone; then there is nothing to reset.
@@ -172,9 +172,15 @@ async fn open_sink(
                 ApiError::Conflict(format!("the response of stream {id} was already started"))
             })?;
             claim.renew(api.claims.lease());
-            // A failed head write drops the job: the request is offered again.
-            let writer = job.respond_head(head).await?;
-            Ok(Sink::Job { writer, claim })
+            // A failed head write (the response stream was aborted: timeout,
+            // client gone) drops the job, and the claim is over.
+            match job.respond_head(head).await {
+                Ok(writer) => Ok(Sink::Job { writer, claim }),
+                Err(e) => {
+                    api.claims.finish(id, &claim);
+                    Err(e.into())
+                }
+            }
         }
         Some(_) => Err(not_owner(id, &worker)),
         None => {
@@ -291,7 +297,7 @@ pub(super) async fn release_stream(
             if !api.claims.abandon(id, &claim) {
                 // The response call holds the writer: make it drop it.
                 claim.cancel.cancel();
-                api.claims.remove(id, &claim);
+                api.claims.finish(id, &claim);
             }
         }
         Some(_) => return Err(not_owner(id, &worker)),
