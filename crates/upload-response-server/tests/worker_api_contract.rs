@@ -372,3 +372,52 @@ async fn contract_over_http1() {
 async fn contract_over_h2c() {
     contract(true).await;
 }
+
+/// A stream claimed by id (`POST /v1/streams/{id}/claim`) has a lease too:
+/// its silent owner loses it, and `/v1/claim` hands the request to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_by_id_expires_like_any_claim() {
+    let server = TestServer::start(|cli| {
+        cli.https = Some("none".into());
+        cli.worker_lease_ms = Some(300);
+    })
+    .await;
+    let running = &server.running;
+    let api = Api {
+        addr: running.worker_api.unwrap(),
+        h2c: false,
+    };
+    let reply = client(running, "/lease", b"xyz");
+    let id = loop {
+        if let Some(&id) = running.service.stream_ids().first() {
+            break id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let by_id = api
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=silent"))
+        .await;
+    assert_eq!(by_id.status, 204);
+    let (again, _) = claim(&api, "heir", "/lease").await;
+    assert_eq!(again, id, "the expired claim's request is offered again");
+    let late = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=silent"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"too late"),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", late.text());
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=heir"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"from the heir"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(reply.await.unwrap().text(), "from the heir");
+    server.stop().await;
+}

@@ -67,18 +67,6 @@ fn octets(body: Body) -> Response {
     response
 }
 
-/// Where a response call writes: its claim's job, or (for a stream claimed
-/// with `POST /v1/streams/{id}/claim`) the seed API by stream id.
-enum Sink {
-    Job {
-        writer: ResponseWriter,
-        claim: Arc<Claim>,
-    },
-    Seed {
-        worker: String,
-    },
-}
-
 /// `POST /v1/streams/{id}/response?worker=ID` with `x-ur-status`: writes
 /// the response head at once, then streams this call's body to the client.
 /// `204` once the whole response is written; if this call's body fails (the
@@ -93,101 +81,51 @@ pub(super) async fn response(
     let started = async {
         let worker = worker_param(&query(&uri))?;
         let head = response_head(&parts.headers)?;
-        open_sink(&api, id, worker, head).await
+        open_response(&api, id, &worker, head).await
     }
     .await;
-    let mut sink = match started {
-        Ok(sink) => sink,
+    let (mut writer, claim) = match started {
+        Ok(started) => started,
         Err(e) => {
             drain(body).await;
             return Err(e);
         }
     };
-    // If the worker's connection breaks, the server drops this future
-    // midway: the guard still takes the claim out of the table and, for a
-    // seed claim, resets the client's response.
-    let cleanup = Cleanup::new(&api, id, &sink);
-    pump(&api, id, &mut sink, body).await?;
-    match sink {
-        Sink::Job { writer, .. } => writer.finish().await?,
-        Sink::Seed { worker } => api.service.end_response(id, worker.as_str()).await?,
-    }
-    cleanup.disarm_seed();
+    // However this call ends (even dropped midway because the worker's
+    // connection broke) the claim is over; an unfinished writer dropped with
+    // it resets the client's response.
+    let _finish = Finish {
+        api: api.clone(),
+        id,
+        claim: claim.clone(),
+    };
+    pump(&api, &claim, &mut writer, body).await?;
+    writer.finish().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Ends a response call however it ends: a remote claim leaves the table;
-/// a seed claim that did not complete is released (resetting the client,
-/// since its headers were written). A [`Sink::Job`] writer dropped
-/// unfinished resets the client by itself.
-struct Cleanup {
-    api: Api,
-    id: u64,
-    claim: Option<Arc<Claim>>,
-    seed_worker: Option<String>,
-}
-
-impl Cleanup {
-    fn new(api: &Api, id: u64, sink: &Sink) -> Self {
-        let (claim, seed_worker) = match sink {
-            Sink::Job { claim, .. } => (Some(claim.clone()), None),
-            Sink::Seed { worker } => (None, Some(worker.clone())),
-        };
-        Self {
-            api: api.clone(),
-            id,
-            claim,
-            seed_worker,
-        }
-    }
-
-    /// The seed response completed: nothing to release.
-    fn disarm_seed(mut self) {
-        self.seed_worker = None;
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(claim) = &self.claim {
-            self.api.claims.finish(self.id, claim);
-        }
-        if let Some(worker) = &self.seed_worker {
-            // The stream may already be gone; then there is nothing to reset.
-            let _ = self.api.service.release_response(self.id, worker.as_str());
-        }
-    }
-}
-
-/// Writes the head through the caller's claim (or the seed API).
-async fn open_sink(
+/// Writes the head through the caller's claim.
+async fn open_response(
     api: &Api,
     id: u64,
-    worker: String,
+    worker: &str,
     head: ResponseHead,
-) -> Result<Sink, ApiError> {
-    match api.claims.get(id) {
-        Some(claim) if claim.worker == worker => {
-            let job = claim.take_job().ok_or_else(|| {
-                ApiError::Conflict(format!("the response of stream {id} was already started"))
-            })?;
-            claim.renew(api.claims.lease());
-            // A failed head write (the response stream was aborted: timeout,
-            // client gone) drops the job, and the claim is over.
-            match job.respond_head(head).await {
-                Ok(writer) => Ok(Sink::Job { writer, claim }),
-                Err(e) => {
-                    api.claims.finish(id, &claim);
-                    Err(e.into())
-                }
-            }
-        }
-        Some(_) => Err(not_owner(id, &worker)),
-        None => {
-            api.service
-                .write_response_headers(id, worker.as_str(), head)
-                .await?;
-            Ok(Sink::Seed { worker })
+) -> Result<(ResponseWriter, Arc<Claim>), ApiError> {
+    let Some(claim) = api.claims.get(id).filter(|c| c.worker == worker) else {
+        api.service.reader_count(id)?; // 404 for a stream not in flight
+        return Err(not_owner(id, worker));
+    };
+    let job = claim.take_job().ok_or_else(|| {
+        ApiError::Conflict(format!("the response of stream {id} was already started"))
+    })?;
+    claim.renew(api.claims.lease());
+    // A failed head write (the response stream was aborted: timeout, client
+    // gone) drops the job, and the claim is over.
+    match job.respond_head(head).await {
+        Ok(writer) => Ok((writer, claim)),
+        Err(e) => {
+            api.claims.finish(id, &claim);
+            Err(e.into())
         }
     }
 }
@@ -210,38 +148,45 @@ async fn drain(body: Body) {
     .await;
 }
 
-/// Copies the call's body into the response as it arrives.
-async fn pump(api: &Api, id: u64, sink: &mut Sink, body: Body) -> Result<(), ApiError> {
+/// Takes a response call's claim out of the table when the call ends.
+struct Finish {
+    api: Api,
+    id: u64,
+    claim: Arc<Claim>,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.api.claims.finish(self.id, &self.claim);
+    }
+}
+
+/// Copies the call's body into the response as it arrives; each chunk
+/// renews the lease. `DELETE .../claim` cancels it.
+async fn pump(
+    api: &Api,
+    claim: &Claim,
+    writer: &mut ResponseWriter,
+    body: Body,
+) -> Result<(), ApiError> {
     let mut data = body.into_data_stream();
-    let cancel = match sink {
-        Sink::Job { claim, .. } => claim.cancel.clone(),
-        Sink::Seed { .. } => tokio_util::sync::CancellationToken::new(),
-    };
     loop {
         let next = tokio::select! {
-            _ = cancel.cancelled() => {
-                return Err(ApiError::Conflict(format!("the claim on stream {id} was released")));
+            _ = claim.cancel.cancelled() => {
+                return Err(ApiError::Conflict("the claim was released".into()));
             }
             next = data.next() => next,
         };
-        let bytes = match next {
+        match next {
             None => return Ok(()),
-            Some(Ok(bytes)) => bytes,
+            Some(Ok(bytes)) => {
+                claim.renew(api.claims.lease());
+                writer.send(bytes).await?;
+            }
             Some(Err(e)) => {
                 return Err(ApiError::BadRequest(format!(
                     "the response body failed: {e}"
                 )));
-            }
-        };
-        match sink {
-            Sink::Job { writer, claim } => {
-                claim.renew(api.claims.lease());
-                writer.send(bytes).await?;
-            }
-            Sink::Seed { worker } => {
-                api.service
-                    .append_response_body(id, worker.as_str(), bytes)
-                    .await?;
             }
         }
     }
@@ -262,8 +207,10 @@ fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
     )?)
 }
 
-/// `POST /v1/streams/{id}/claim?worker=ID`: claims the response (the seed's
-/// `try_claim_response`), or renews the lease of the caller's own claim.
+/// `POST /v1/streams/{id}/claim?worker=ID`: claims that stream's response
+/// (the seed's `try_claim_response`, as a claim like `/v1/claim` gives:
+/// owner, registered reader, with a lease), or renews the lease of the
+/// caller's own claim.
 pub(super) async fn claim_stream(
     State(api): State<Api>,
     Path(id): Path<u64>,
@@ -275,10 +222,13 @@ pub(super) async fn claim_stream(
             return Err(not_owner(id, &worker));
         }
         claim.renew(api.claims.lease());
-    } else if !api.service.try_claim_response(id, worker.as_str())? {
-        return Err(ApiError::Conflict(format!(
-            "the response of stream {id} is claimed by another worker"
-        )));
+    } else {
+        let job = api.service.claim_job(id, worker.as_str())?.ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "the response of stream {id} is claimed by another worker (or over)"
+            ))
+        })?;
+        api.claims.insert(&worker, job);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
