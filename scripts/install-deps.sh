@@ -8,3 +8,13 @@ fi
 if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
   rustup component add clippy
 fi
+# The worker API tests drive the API with curl, as docs/worker-api.md does,
+# and run its shell worker with bash.
+if ! command -v curl > /dev/null; then
+  if command -v apt-get > /dev/null; then
+    apt-get update && apt-get install -y curl
+  else
+    echo "curl is needed by the worker API tests: install it" >&2
+    exit 1
+  fi
+fi

@@ -1,25 +1,24 @@
-//! Wiring: the ingress on every protocol, the worker API listener with
-//! `/metrics`, built-in workers, graceful shutdown.
+//! Wiring: the ingress on every protocol, the worker API listener (the
+//! remote worker API and `/metrics`), built-in workers, graceful shutdown.
 
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::routing::get;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use upload_response::UploadResponseService;
-use web_service::{Body, Listen, Metrics, Server, ServerConfig, TlsIdentity, ws};
+use web_service::{Body, Listen, Server, ServerConfig, TlsIdentity, ws};
 
 use crate::builtin;
 use crate::settings::Settings;
+use crate::worker_api;
 
 /// A started server: where it listens, and how to stop it.
 pub struct Running {
@@ -115,7 +114,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         )
         .await?;
         worker_api = api.http_addr();
-        let router = worker_api_router(service.clone(), web_metrics);
+        let router = worker_api::router(
+            service.clone(),
+            web_metrics,
+            &worker_token,
+            Duration::from_millis(settings.worker_lease_ms),
+            stop.clone(),
+        );
         let signal = stop.clone().cancelled_owned();
         tasks.spawn(async move { Ok(api.serve(router, signal).await?) });
     }
@@ -168,30 +173,6 @@ fn ingress_handler(
             Ok(service.handle(req).await.map(Body::new))
         }
     })
-}
-
-/// The worker API listener. The remote worker endpoints (`/v1/...`) are not
-/// built yet; `/metrics` is.
-fn worker_api_router(service: UploadResponseService, web: Arc<Metrics>) -> axum::Router {
-    axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let service = service.clone();
-            let web = web.clone();
-            async move {
-                let mut text = service.render_metrics();
-                text.push_str(&web.render_prometheus());
-                (
-                    StatusCode::OK,
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    text,
-                )
-            }
-        }),
-    )
 }
 
 /// The token: given, or read from `DATA_DIR/worker-token`, or generated there.

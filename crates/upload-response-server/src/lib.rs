@@ -4,7 +4,8 @@
 //! on loopback: cleartext HTTP/1.1 + h2c + `ws://` on 127.0.0.1:8080, TLS
 //! (h2, http/1.1, `wss://`) plus HTTP/3 on 127.0.0.1:8443 with a self-signed
 //! certificate generated into `./.upload-response/cert.pem`, the worker API
-//! listener (`/metrics`) on 127.0.0.1:9090, and the built-in `echo`,
+//! listener (the remote worker API of `docs/worker-api.md`, and `/metrics`)
+//! on 127.0.0.1:9090, and the built-in `echo`,
 //! `sha256` and `discard` workers.
 //!
 //! The library half lets tests start the same server in-process:
@@ -25,6 +26,7 @@
 mod app;
 mod builtin;
 mod settings;
+mod worker_api;
 
 pub use app::{Running, start};
 pub use settings::{Builtin, Cli, Settings};

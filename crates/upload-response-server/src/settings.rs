@@ -69,6 +69,11 @@ pub struct Cli {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 10000].
     #[arg(long)]
     pub drain_timeout_ms: Option<u64>,
+    /// A remote worker's claim lapses after this long without activity (body
+    /// read, response write, renewal) and, before response headers, the
+    /// request is offered again [default: 30000].
+    #[arg(long)]
+    pub worker_lease_ms: Option<u64>,
 }
 
 /// The TOML file: the same options as the flags, in snake case.
@@ -91,6 +96,7 @@ pub struct FileConfig {
     queue_timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     drain_timeout_ms: Option<u64>,
+    worker_lease_ms: Option<u64>,
 }
 
 /// A built-in in-process worker.
@@ -125,6 +131,8 @@ pub struct Settings {
     pub service: UploadResponseConfig,
     /// Graceful shutdown deadline.
     pub drain_timeout_ms: u64,
+    /// Remote worker claim lease.
+    pub worker_lease_ms: u64,
 }
 
 impl Settings {
@@ -198,6 +206,11 @@ impl Settings {
                 .drain_timeout_ms
                 .or(file.drain_timeout_ms)
                 .unwrap_or(10_000),
+            worker_lease_ms: cli
+                .worker_lease_ms
+                .or(file.worker_lease_ms)
+                .unwrap_or(30_000)
+                .max(1),
         })
     }
 }
@@ -251,6 +264,7 @@ mod tests {
         assert_eq!(s.service.slot_size_kb, 64);
         assert_eq!(s.service.slots_per_stream, 16384);
         assert_eq!(s.service.response_timeout_ms, 30000);
+        assert_eq!(s.worker_lease_ms, 30000);
     }
 
     #[test]
@@ -259,7 +273,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\n",
+            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\nworker_lease_ms = 1500\n",
         )
         .unwrap();
         let cli = Cli {
@@ -272,6 +286,7 @@ mod tests {
         assert_eq!(s.service.slot_size_kb, 16);
         assert_eq!(s.http, None);
         assert_eq!(s.builtins, [Builtin::Sha256]);
+        assert_eq!(s.worker_lease_ms, 1500);
     }
 
     #[test]

@@ -110,21 +110,7 @@ impl Job {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Result<ResponseWriter, CoordError> {
-        let head = ResponseHead {
-            status,
-            version: HttpVersion::Http11,
-            headers: headers
-                .iter()
-                .map(|(n, v)| {
-                    Header::new(
-                        Bytes::copy_from_slice(n.as_str().as_bytes()),
-                        Bytes::copy_from_slice(v.as_bytes()),
-                    )
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| CoordError::InvalidHead(e.to_string()))?,
-        };
-        self.respond_head(head).await
+        self.respond_head(response_head(status, headers)?).await
     }
 
     /// Like [`respond`](Self::respond) with a ready HPKS head.
@@ -163,6 +149,25 @@ impl Drop for Job {
             drop(reader);
         }
     }
+}
+
+/// An HPKS response head from a status and `http` headers (what
+/// [`Job::respond`] writes; remote worker calls build theirs with it too).
+pub fn response_head(status: StatusCode, headers: &HeaderMap) -> Result<ResponseHead, CoordError> {
+    Ok(ResponseHead {
+        status,
+        version: HttpVersion::Http11,
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                Header::new(
+                    Bytes::copy_from_slice(n.as_str().as_bytes()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                )
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| CoordError::InvalidHead(e.to_string()))?,
+    })
 }
 
 /// The request body of a [`Job`], chunk by chunk as the client uploads it.

@@ -56,7 +56,7 @@ mod websocket;
 pub use config::UploadResponseConfig;
 pub use error::{CoordError, ServiceError, TailError};
 pub use ingress::{BoxError, ResponseBody};
-pub use job::{Job, RequestBody, ResponseWriter, Worker};
+pub use job::{Job, RequestBody, ResponseWriter, Worker, response_head};
 pub use metrics::Transport;
 pub use route::{Route, WorkerId};
 pub use service::{StreamInfo, TailSlot, UploadResponseService};

@@ -343,6 +343,25 @@ impl UploadResponseService {
         Ok(true)
     }
 
+    /// Claims stream `stream_id` for `worker` as a [`Job`] (owner of the
+    /// response and a registered reader), taking it out of the dispatch
+    /// queue: what the remote `POST /v1/streams/{id}/claim` does. `Ok(None)`
+    /// if another worker owns the response or the request is over.
+    pub fn claim_job(
+        &self,
+        stream_id: u64,
+        worker: impl Into<WorkerId>,
+    ) -> Result<Option<Job>, CoordError> {
+        let entry = self.entry(stream_id)?;
+        let job = self.assign(&entry, &worker.into());
+        if job.is_some() {
+            // A worker that took it from the queue meanwhile found it owned
+            // and moved on; this only drops the stale queue entry.
+            lock(&self.inner.dispatch).withdraw(&entry);
+        }
+        Ok(job)
+    }
+
     /// Gives up the response claim. Before response headers the request is
     /// offered to another worker (or fails with 502 if part of it was already
     /// recycled); after them the client's response is reset.

@@ -1,0 +1,170 @@
+//! Requests claimed by remote workers through `POST /v1/claim`: the
+//! in-process [`Job`] each one became, kept by stream id until the worker's
+//! body and response calls use it, and the lease that gives a silent
+//! worker's request back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use upload_response::{Job, RequestBody};
+
+/// One remote claim.
+pub(crate) struct Claim {
+    /// The worker that claimed it.
+    pub(crate) worker: String,
+    state: Mutex<ClaimState>,
+    deadline: Mutex<Instant>,
+    /// Cancelled by `DELETE /v1/streams/{id}/claim` while a response is
+    /// being written: the response call drops its writer, resetting the client.
+    pub(crate) cancel: CancellationToken,
+}
+
+struct ClaimState {
+    // Field order matters: the job must drop before the body reader, so that
+    // giving the request back parks the ingress's hold while the reader
+    // still pins the retained slots.
+    job: Option<Job>,
+    body: Option<RequestBody>,
+}
+
+impl Claim {
+    /// Pushes the lease deadline out: the worker is alive.
+    pub(crate) fn renew(&self, lease: Duration) {
+        *lock(&self.deadline) = Instant::now() + lease;
+    }
+
+    /// Takes the job to write its response (once).
+    pub(crate) fn take_job(&self) -> Option<Job> {
+        lock(&self.state).job.take()
+    }
+
+    /// Takes the request body reader (once).
+    pub(crate) fn take_body(&self) -> Option<RequestBody> {
+        lock(&self.state).body.take()
+    }
+
+    /// Whether response headers may still be written through this claim.
+    fn unanswered(&self) -> bool {
+        lock(&self.state).job.is_some()
+    }
+
+    /// Drops job then body reader; see [`ClaimState`] for why the order matters.
+    fn give_back(&self) {
+        let mut state = lock(&self.state);
+        let job = state.job.take();
+        let body = state.body.take();
+        drop(state);
+        drop(job);
+        drop(body);
+    }
+}
+
+/// The table of remote claims, by stream id.
+#[derive(Clone)]
+pub(crate) struct Claims {
+    table: Arc<Mutex<HashMap<u64, Arc<Claim>>>>,
+    lease: Duration,
+}
+
+impl Claims {
+    pub(crate) fn new(lease: Duration) -> Self {
+        Self {
+            table: Arc::default(),
+            lease,
+        }
+    }
+
+    /// The lease length.
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Records a job handed to `worker` and starts its lease.
+    pub(crate) fn insert(&self, worker: &str, mut job: Job) -> Arc<Claim> {
+        let id = job.stream_id();
+        let body = job.body();
+        let claim = Arc::new(Claim {
+            worker: worker.to_owned(),
+            state: Mutex::new(ClaimState {
+                job: Some(job),
+                body: Some(body),
+            }),
+            deadline: Mutex::new(Instant::now() + self.lease),
+            cancel: CancellationToken::new(),
+        });
+        lock(&self.table).insert(id, claim.clone());
+        let claims = self.clone();
+        let watched = Arc::downgrade(&claim);
+        tokio::spawn(async move { claims.watch_lease(id, watched).await });
+        claim
+    }
+
+    /// The claim on stream `id`, if a remote worker holds one.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Claim>> {
+        lock(&self.table).get(&id).cloned()
+    }
+
+    /// Removes `claim` from the table (if it is still the one for `id`).
+    fn remove(&self, id: u64, claim: &Arc<Claim>) {
+        let mut table = lock(&self.table);
+        if table.get(&id).is_some_and(|c| Arc::ptr_eq(c, claim)) {
+            table.remove(&id);
+        }
+    }
+
+    /// Ends `claim` whatever its state: out of the table, and its job (if
+    /// still unanswered) and body reader dropped, so the request's streams
+    /// are not kept alive by a claim nobody will use.
+    pub(crate) fn finish(&self, id: u64, claim: &Arc<Claim>) {
+        self.remove(id, claim);
+        claim.give_back();
+    }
+
+    /// Ends `claim` before its response started: the request is offered to
+    /// another worker (or fails with 502 if part of it was recycled).
+    /// Returns `false` if the response already started (nothing is undone).
+    pub(crate) fn abandon(&self, id: u64, claim: &Arc<Claim>) -> bool {
+        if !claim.unanswered() {
+            return false;
+        }
+        self.remove(id, claim);
+        claim.give_back();
+        true
+    }
+
+    /// Sleeps until the lease runs out, re-arming on every renewal; an
+    /// expired claim that never wrote response headers is given back.
+    /// Holds only a weak reference, so a finished claim is not kept alive.
+    async fn watch_lease(&self, id: u64, claim: std::sync::Weak<Claim>) {
+        loop {
+            let Some(deadline) = claim.upgrade().map(|c| *lock(&c.deadline)) else {
+                return;
+            };
+            tokio::time::sleep_until(deadline).await;
+            let Some(claim) = claim.upgrade() else {
+                return;
+            };
+            if *lock(&claim.deadline) > Instant::now() {
+                continue; // renewed while we slept
+            }
+            // After response headers the lease no longer applies: the
+            // response call owns the claim, and a vanished worker shows as
+            // that call's body failing.
+            if self.get(id).is_some_and(|c| Arc::ptr_eq(&c, &claim)) && self.abandon(id, &claim) {
+                tracing::debug!(
+                    stream = id,
+                    worker = claim.worker,
+                    "worker lease expired; request offered again"
+                );
+            }
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,362 @@
+//! The remote worker API (ARCHITECTURE.md §8) and `/metrics`, on the worker
+//! listener (HTTP/1.1 and h2c). `docs/worker-api.md` is the wire contract.
+
+mod claims;
+mod error;
+mod streams;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Uri, header};
+use http_body::{Frame, SizeHint};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use upload_response::{HttpVersion, Job, Route, UploadResponseService};
+use web_service::Metrics;
+
+use claims::{Claim, Claims};
+pub(crate) use error::ApiError;
+
+/// Longest `wait_ms` a long-poll may ask for; longer is a 400, so a typo
+/// cannot park a connection for hours.
+const MAX_WAIT_MS: u64 = 300_000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct Api {
+    service: UploadResponseService,
+    claims: Claims,
+    token: Arc<[u8]>,
+    /// Cancelled when the server starts shutting down.
+    stop: CancellationToken,
+}
+
+/// The worker listener's router: `/v1/...` behind the bearer token, and
+/// `/metrics` open to scrapers.
+pub(crate) fn router(
+    service: UploadResponseService,
+    web: Arc<Metrics>,
+    token: &str,
+    lease: Duration,
+    stop: CancellationToken,
+) -> axum::Router {
+    let api = Api {
+        service: service.clone(),
+        claims: Claims::new(lease),
+        token: token.as_bytes().into(),
+        stop,
+    };
+    let v1 = axum::Router::new()
+        .route("/v1/claim", post(claim))
+        .route("/v1/streams", get(list))
+        .route("/v1/streams/{id}/body", get(streams::body))
+        .route("/v1/streams/{id}/response", post(streams::response))
+        .route(
+            "/v1/streams/{id}/claim",
+            post(streams::claim_stream).delete(streams::release_stream),
+        )
+        .route(
+            "/v1/streams/{id}/readers/{worker}",
+            post(streams::add_reader).delete(streams::remove_reader),
+        )
+        .route("/v1/streams/{id}/slots/{n}", get(streams::slot))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api);
+    let metrics = get(move || {
+        let service = service.clone();
+        let web = web.clone();
+        async move {
+            let mut text = service.render_metrics();
+            text.push_str(&web.render_prometheus());
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+        }
+    });
+    v1.route("/metrics", metrics).fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NoSuchEndpoint
+}
+
+/// Rejects a call without `Authorization: Bearer <token>` (401).
+async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map_or(&[][..], |v| &v[7..]);
+    // Constant time, so response timing does not reveal how many leading
+    // bytes of a guess were right (the length is not secret: tokens are
+    // generated with a fixed length).
+    if bool::from(given.ct_eq(&api.token)) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The query string as a map (percent-decoded, `+` as space). Later
+/// duplicates win.
+pub(crate) fn query(uri: &Uri) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The required, non-empty `worker` parameter.
+pub(crate) fn worker_param(params: &HashMap<String, String>) -> Result<String, ApiError> {
+    match params.get("worker") {
+        Some(w) if !w.is_empty() => Ok(w.clone()),
+        _ => Err(ApiError::BadRequest("missing worker=ID".into())),
+    }
+}
+
+/// The optional `wait_ms` parameter (default 0: answer at once).
+pub(crate) fn wait_param(params: &HashMap<String, String>) -> Result<Duration, ApiError> {
+    let Some(text) = params.get("wait_ms") else {
+        return Ok(Duration::ZERO);
+    };
+    match text.parse::<u64>() {
+        Ok(ms) if ms <= MAX_WAIT_MS => Ok(Duration::from_millis(ms)),
+        _ => Err(ApiError::BadRequest(format!(
+            "wait_ms must be an integer from 0 to {MAX_WAIT_MS}"
+        ))),
+    }
+}
+
+/// The claimed request, as `POST /v1/claim` returns it.
+#[derive(Serialize)]
+struct Claimed {
+    stream_id: u64,
+    method: String,
+    path: String,
+    authority: String,
+    version: &'static str,
+    headers: Vec<(String, String)>,
+}
+
+impl Claimed {
+    fn of(job: &Job) -> Self {
+        let head = job.head();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Self {
+            stream_id: job.stream_id(),
+            method: head.method.to_string(),
+            path: head
+                .path
+                .as_ref()
+                .map_or_else(String::new, |p| p.to_string()),
+            authority: head
+                .authority
+                .as_ref()
+                .map_or_else(String::new, |a| a.to_string()),
+            version: match head.version {
+                HttpVersion::Http09 => "HTTP/0.9",
+                HttpVersion::Http10 => "HTTP/1.0",
+                HttpVersion::Http11 => "HTTP/1.1",
+                HttpVersion::H2 => "HTTP/2",
+                HttpVersion::H3 => "HTTP/3",
+            },
+            headers: head
+                .headers
+                .iter()
+                .map(|h| (text(h.name()), text(h.value())))
+                .collect(),
+        }
+    }
+}
+
+/// `POST /v1/claim?worker=ID&prefix=/p&wait_ms=N`: a long-poll on the
+/// push-based dispatcher. Dropping this future (the worker hung up while
+/// waiting) withdraws the wait; nothing is claimed.
+async fn claim(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = query(&uri);
+    let worker_name = worker_param(&params)?;
+    let wait = wait_param(&params)?;
+    let prefix = params.get("prefix").cloned().unwrap_or_default();
+    let worker = api
+        .service
+        .worker(worker_name.as_str(), Route::prefix(prefix));
+    // A shutdown ends the waits at once (204), so long-polls do not hold
+    // the drain up; `next_job` is cancel-safe, so nothing is lost.
+    let job = tokio::select! {
+        _ = api.stop.cancelled() => None,
+        job = tokio::time::timeout(wait, worker.next_job()) => job.ok(),
+    };
+    let Some(job) = job else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let json = serde_json::to_vec(&Claimed::of(&job))
+        .map_err(|e| ApiError::Internal(format!("cannot encode the claim: {e}")))?;
+    let id = job.stream_id();
+    let claim = api.claims.insert(&worker_name, job);
+    let body = ClaimBody {
+        json: Some(Bytes::from(json)),
+        undelivered: Some((api.claims.clone(), id, claim)),
+    };
+    let mut response = Response::new(axum::body::Body::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The claim's JSON body. If the connection is gone before the JSON was
+/// handed to it (the worker vanished between claim and answer), the body is
+/// dropped unsent and the claim is given back at once, so the request is
+/// offered to another worker instead of waiting out the lease.
+struct ClaimBody {
+    json: Option<Bytes>,
+    undelivered: Option<(Claims, u64, Arc<Claim>)>,
+}
+
+impl http_body::Body for ClaimBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.undelivered = None;
+        Poll::Ready(self.json.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.json.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.json.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+impl Drop for ClaimBody {
+    fn drop(&mut self) {
+        if let Some((claims, id, claim)) = self.undelivered.take()
+            && claims.abandon(id, &claim)
+        {
+            tracing::debug!(stream = id, "claim not delivered; request offered again");
+        }
+    }
+}
+
+/// `GET /v1/streams`: the requests in flight.
+async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
+    let json = serde_json::to_vec(&api.service.streams())
+        .map_err(|e| ApiError::Internal(format!("cannot encode the stream list: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// Response headers a worker may not set: hop-by-hop ones, credentials,
+/// `host`, the API's own `x-ur-*`, and `expect` (a request-only control
+/// header that curl adds to large uploads).
+pub(crate) fn response_headers(given: &HeaderMap) -> HeaderMap {
+    const DROPPED: [&str; 12] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "authorization",
+        "host",
+        "expect",
+    ];
+    let mut out = HeaderMap::new();
+    for (name, value) in given {
+        let n = name.as_str();
+        if !DROPPED.contains(&n) && !n.starts_with("x-ur-") {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full};
+    use upload_response::UploadResponseConfig;
+
+    use super::*;
+
+    /// A claim answer dropped before it reached the connection gives the
+    /// request back at once; one that was handed over keeps the claim.
+    #[tokio::test]
+    async fn an_undelivered_claim_is_offered_again() {
+        let service = UploadResponseService::new(UploadResponseConfig::default()).unwrap();
+        let claims = Claims::new(Duration::from_secs(600));
+        let client = tokio::spawn({
+            let service = service.clone();
+            async move {
+                let request = http::Request::post("/u")
+                    .body(Full::new(Bytes::from("hi")))
+                    .unwrap();
+                service.handle(request).await.status()
+            }
+        });
+        let answer = |name: &str, job: Job| {
+            let id = job.stream_id();
+            let claim = claims.insert(name, job);
+            ClaimBody {
+                json: Some(Bytes::from_static(b"{}")),
+                undelivered: Some((claims.clone(), id, claim)),
+            }
+        };
+        let route = Route::prefix("/u");
+        let first = service.worker("first", route.clone()).next_job().await;
+        let id = first.stream_id();
+        drop(answer("first", first)); // the worker's connection is gone
+
+        let worker = service.worker("second", route.clone());
+        let second = tokio::time::timeout(Duration::from_secs(5), worker.next_job())
+            .await
+            .expect("the request must be offered again");
+        assert_eq!(second.stream_id(), id);
+        let delivered = answer("second", second);
+        delivered.collect().await.unwrap(); // handed to the connection
+        let claim = claims.get(id).expect("a delivered claim stays");
+        assert_eq!(claim.worker, "second");
+
+        let job = claim.take_job().unwrap();
+        let writer = job
+            .respond(StatusCode::NO_CONTENT, &HeaderMap::new())
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(client.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+}

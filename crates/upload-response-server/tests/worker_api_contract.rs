@@ -1,0 +1,423 @@
+//! The worker API's wire contract (`docs/worker-api.md`), call by call,
+//! driven with curl as the docs promise, over HTTP/1.1 and h2c.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use upload_response_server::Running;
+
+mod common;
+use common::{TOKEN, TestServer};
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Runs curl (`-s -D`) with `args`, returns status, head and body.
+async fn curl(args: Vec<String>, stdin: Option<Vec<u8>>) -> Reply {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let head = dir.path().join("head");
+        let mut child = Command::new("curl")
+            .arg("-s")
+            .arg("-D")
+            .arg(&head)
+            .args(&args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl must be installed");
+        if let Some(data) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let headers = std::fs::read_to_string(&head).unwrap_or_default();
+        // With `100 Continue` or several heads, the last status line counts.
+        let status = headers
+            .lines()
+            .rfind(|l| l.starts_with("HTTP/"))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Reply {
+            status,
+            headers,
+            body: out.stdout,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+struct Api {
+    addr: SocketAddr,
+    h2c: bool,
+}
+
+impl Api {
+    /// A call without extra headers or body.
+    async fn on(&self, method: &str, path: &str) -> Reply {
+        self.call(method, path, &[], None).await
+    }
+
+    async fn call(&self, method: &str, path: &str, extra: &[&str], stdin: Option<&[u8]>) -> Reply {
+        let mut args = vec![
+            "-X".to_owned(),
+            method.to_owned(),
+            "-H".to_owned(),
+            format!("Authorization: Bearer {TOKEN}"),
+        ];
+        if self.h2c {
+            args.push("--http2-prior-knowledge".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if stdin.is_some() {
+            args.extend(["--data-binary".into(), "@-".into()]);
+        }
+        args.push(format!("http://{}{path}", self.addr));
+        curl(args, stdin.map(<[u8]>::to_vec)).await
+    }
+}
+
+/// A client request in the background (curl), returning its reply.
+fn client(running: &Running, path: &str, body: &'static [u8]) -> tokio::task::JoinHandle<Reply> {
+    let url = format!("http://{}{path}", running.http.unwrap());
+    tokio::spawn(curl(
+        vec!["--data-binary".into(), "@-".into(), url],
+        Some(body.to_vec()),
+    ))
+}
+
+async fn claim(api: &Api, worker: &str, prefix: &str) -> (u64, serde_json::Value) {
+    let r = api
+        .on(
+            "POST",
+            &format!("/v1/claim?worker={worker}&prefix={prefix}&wait_ms=5000"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    (json["stream_id"].as_u64().unwrap(), json)
+}
+
+async fn contract(h2c: bool) {
+    let server = TestServer::start(|cli| cli.https = Some("none".into())).await;
+    let running = &server.running;
+    let api = Api {
+        addr: running.worker_api.unwrap(),
+        h2c,
+    };
+
+    // Authentication.
+    let anonymous = curl(
+        vec![
+            "-X".into(),
+            "POST".into(),
+            format!("http://{}/v1/claim?worker=w", api.addr),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        anonymous.header("www-authenticate").as_deref(),
+        Some("Bearer")
+    );
+    let list_with = |authorization: String| {
+        curl(
+            vec![
+                "-H".into(),
+                authorization,
+                format!("http://{}/v1/streams", api.addr),
+            ],
+            None,
+        )
+    };
+    let wrong = list_with(format!("Authorization: Bearer {TOKEN}x")).await;
+    assert_eq!(wrong.status, 401);
+    let lowercase = list_with(format!("authorization: bearer {TOKEN}")).await;
+    assert_eq!(lowercase.status, 200, "the scheme is case-insensitive");
+    let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
+    assert_eq!(metrics.status, 200);
+
+    // Parameters and empty long-polls.
+    assert_eq!(api.on("POST", "/v1/claim").await.status, 400);
+    let bad_wait = api.on("POST", "/v1/claim?worker=w&wait_ms=x").await;
+    assert_eq!(bad_wait.status, 400);
+    let empty = api
+        .on("POST", "/v1/claim?worker=w&prefix=/c&wait_ms=50")
+        .await;
+    assert_eq!(empty.status, 204);
+    for (method, path) in [
+        ("GET", "/v1/streams/77/body?worker=w"),
+        ("POST", "/v1/streams/77/claim?worker=w"),
+        ("DELETE", "/v1/streams/77/claim?worker=w"),
+        ("POST", "/v1/streams/77/readers/w"),
+        ("GET", "/v1/streams/77/slots/1"),
+    ] {
+        let r = api.call(method, path, &[], None).await;
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+    }
+    let r = api
+        .call(
+            "POST",
+            "/v1/streams/77/response?worker=w",
+            &["-H", "x-ur-status: 200"],
+            Some(b"x"),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    // A request, claimed by w1.
+    let reply = client(running, "/c/1?q=1", b"0123456789");
+    let (id, json) = claim(&api, "w1", "/c").await;
+    assert_eq!(json["method"], "POST");
+    assert_eq!(json["path"], "/c/1?q=1");
+    assert_eq!(json["version"], "HTTP/1.1");
+    assert!(
+        json["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "content-length" && h[1] == "10"),
+        "{json}"
+    );
+    let list = api.on("GET", "/v1/streams").await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(list[0]["id"].as_u64(), Some(id));
+    assert_eq!(list[0]["response_owner"], "w1");
+    assert_eq!(list[0]["readers"], 1);
+    for key in ["method", "path", "request_last", "request_done", "age_ms"] {
+        assert!(list[0].get(key).is_some(), "{key} missing: {list}");
+    }
+
+    // Raw slots.
+    let s = |n: u64| format!("/v1/streams/{id}/slots/{n}?wait_ms=2000");
+    let head = api.on("GET", &s(1)).await;
+    assert_eq!(
+        (head.status, head.header("x-ur-slot").as_deref()),
+        (200, Some("headers"))
+    );
+    assert_eq!(&head.body[..4], b"HPKS");
+    let body = api.on("GET", &s(2)).await;
+    assert_eq!(
+        (body.header("x-ur-slot").as_deref(), body.text().as_str()),
+        (Some("body"), "0123456789")
+    );
+    let end = api.on("GET", &s(3)).await;
+    assert_eq!(
+        (
+            end.status,
+            end.header("x-ur-slot").as_deref(),
+            end.body.len()
+        ),
+        (200, Some("end"), 0)
+    );
+    assert_eq!(api.on("GET", &s(4)).await.status, 400);
+    assert_eq!(api.on("GET", &s(0)).await.status, 400);
+
+    // Readers.
+    let readers = format!("/v1/streams/{id}/readers/audit");
+    assert_eq!(api.on("POST", &readers).await.status, 204);
+    assert_eq!(api.on("POST", &readers).await.status, 409);
+    assert_eq!(api.on("DELETE", &readers).await.status, 204);
+    assert_eq!(api.on("DELETE", &readers).await.status, 409);
+
+    // Only the owner writes; the others get 409.
+    let respond = |w: &str| format!("/v1/streams/{id}/response?worker={w}");
+    let r = api
+        .call(
+            "POST",
+            &respond("w2"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"x"),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = api
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=w2"))
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        api.call("POST", &respond("w1"), &[], Some(b"x"))
+            .await
+            .status,
+        400
+    );
+
+    // The owner reads the body, then gives the claim back: w2 gets the request.
+    let body = api
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w1"))
+        .await;
+    assert_eq!((body.status, body.text().as_str()), (200, "0123456789"));
+    let again = api
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w1"))
+        .await;
+    assert_eq!(again.status, 409);
+    let renew = api
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=w1"))
+        .await;
+    assert_eq!(renew.status, 204);
+    let release = api
+        .on("DELETE", &format!("/v1/streams/{id}/claim?worker=w1"))
+        .await;
+    assert_eq!(release.status, 204);
+    let (id2, _) = claim(&api, "w2", "/c").await;
+    assert_eq!(id2, id, "the released request is offered again");
+    let body = api
+        .on("GET", &format!("/v1/streams/{id}/body?worker=w2"))
+        .await;
+    assert_eq!(body.text(), "0123456789");
+    let r = api
+        .call(
+            "POST",
+            &respond("w2"),
+            &[
+                "-H",
+                "x-ur-status: 201",
+                "-H",
+                "x-test: yes",
+                "-H",
+                "content-type: text/x-done",
+                "-H",
+                "x-ur-ignored: 1",
+            ],
+            Some(b"answered by w2"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        api.call(
+            "POST",
+            &respond("w2"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"x")
+        )
+        .await
+        .status,
+        404
+    );
+
+    let reply = reply.await.unwrap();
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.text(), "answered by w2");
+    assert_eq!(reply.header("x-test").as_deref(), Some("yes"));
+    assert_eq!(reply.header("content-type").as_deref(), Some("text/x-done"));
+    assert_eq!(reply.header("x-ur-ignored"), None);
+
+    // A stream claimed with the seed primitive is written the same way.
+    let reply = client(running, "/seed", b"abc");
+    let id = loop {
+        let list = api.on("GET", "/v1/streams").await;
+        let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+        if let Some(id) = list[0]["id"].as_u64() {
+            break id;
+        }
+    };
+    let r = api
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=seed"))
+        .await;
+    assert_eq!(r.status, 204);
+    let body = api
+        .on("GET", &format!("/v1/streams/{id}/body?worker=seed"))
+        .await;
+    assert_eq!(body.text(), "abc");
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=seed"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"seeded"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let reply = reply.await.unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "seeded"));
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_over_http1() {
+    contract(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_over_h2c() {
+    contract(true).await;
+}
+
+/// A stream claimed by id (`POST /v1/streams/{id}/claim`) has a lease too:
+/// its silent owner loses it, and `/v1/claim` hands the request to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_by_id_expires_like_any_claim() {
+    let server = TestServer::start(|cli| {
+        cli.https = Some("none".into());
+        cli.worker_lease_ms = Some(300);
+    })
+    .await;
+    let running = &server.running;
+    let api = Api {
+        addr: running.worker_api.unwrap(),
+        h2c: false,
+    };
+    let reply = client(running, "/lease", b"xyz");
+    let id = loop {
+        if let Some(&id) = running.service.stream_ids().first() {
+            break id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let by_id = api
+        .on("POST", &format!("/v1/streams/{id}/claim?worker=silent"))
+        .await;
+    assert_eq!(by_id.status, 204);
+    let (again, _) = claim(&api, "heir", "/lease").await;
+    assert_eq!(again, id, "the expired claim's request is offered again");
+    let late = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=silent"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"too late"),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", late.text());
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=heir"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"from the heir"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(reply.await.unwrap().text(), "from the heir");
+    server.stop().await;
+}

@@ -1,0 +1,278 @@
+//! The HTTP side: one pooled hyper client, the claim long-poll, and the
+//! claim loops that serve every origin.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::job::{Claimed, RemoteJob, empty};
+use crate::{BoxError, ClientError, Origins, WorkerConfig};
+
+pub(crate) type ReqBody = BoxBody<Bytes, BoxError>;
+
+/// What every call needs: the pooled connection client and the credentials.
+pub(crate) struct Shared {
+    pub(crate) http: Client<HttpConnector, ReqBody>,
+    pub(crate) auth: HeaderValue,
+    pub(crate) config: WorkerConfig,
+}
+
+impl Shared {
+    /// Makes one call with the bearer token.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: String,
+        headers: http::HeaderMap,
+        body: ReqBody,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let call = format!("{method} {url}");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .body(body)
+            .map_err(|e| ClientError::Origin {
+                origin: url.clone(),
+                reason: e.to_string(),
+            })?;
+        *request.headers_mut() = headers;
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, self.auth.clone());
+        self.http
+            .request(request)
+            .await
+            .map_err(|source| ClientError::Http { call, source })
+    }
+
+    /// `response` if its status is `expected`, else the server's refusal.
+    pub(crate) async fn expect(
+        call: &str,
+        response: Response<Incoming>,
+        expected: &[StatusCode],
+    ) -> Result<Response<Incoming>, ClientError> {
+        if expected.contains(&response.status()) {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = match response.into_body().collect().await {
+            Ok(body) => String::from_utf8_lossy(&body.to_bytes()).trim().to_owned(),
+            Err(e) => format!("(no explanation: {e})"),
+        };
+        Err(ClientError::Status {
+            call: call.to_owned(),
+            status,
+            message: text,
+        })
+    }
+
+    /// `?worker=ID` for the stream calls.
+    pub(crate) fn worker_query(&self) -> String {
+        format!("worker={}", encode(&self.config.worker_id))
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn encode(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+}
+
+/// A remote worker: claims requests from the ingress nodes and hands them
+/// to a handler. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkerClient {
+    shared: Arc<Shared>,
+}
+
+impl WorkerClient {
+    /// A client for `config` (no connection is made yet). Fails only if the
+    /// token cannot be an HTTP header value.
+    pub fn new(config: WorkerConfig) -> Result<Self, ClientError> {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.http2_only(config.http2);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let auth = HeaderValue::from_str(&format!("Bearer {}", config.token))
+            .map_err(|_| ClientError::InvalidToken)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                http: builder.build(connector),
+                auth,
+                config,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.shared.config
+    }
+
+    /// One long-poll on `origin` (`http://host:port`): the next request
+    /// under the worker's prefix, or `None` if none came within
+    /// [`WorkerConfig::wait`]. The worker owns its response and reads its
+    /// body until the job is answered, released or dropped.
+    pub async fn claim(&self, origin: &str) -> Result<Option<RemoteJob>, ClientError> {
+        let config = &self.shared.config;
+        let url = format!(
+            "{origin}/v1/claim?{}&prefix={}&wait_ms={}",
+            self.shared.worker_query(),
+            encode(&config.prefix),
+            config.wait.as_millis()
+        );
+        let call = format!("POST {url}");
+        let response = self
+            .shared
+            .call(Method::POST, url, http::HeaderMap::new(), empty())
+            .await?;
+        let response =
+            Shared::expect(&call, response, &[StatusCode::OK, StatusCode::NO_CONTENT]).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(ClientError::Body)?
+            .to_bytes();
+        let claimed: Claimed = serde_json::from_slice(&body)?;
+        Ok(Some(RemoteJob::new(
+            self.shared.clone(),
+            origin.to_owned(),
+            claimed,
+        )))
+    }
+
+    /// Serves every origin until `shutdown` is cancelled: at most
+    /// [`WorkerConfig::concurrency`] claims and jobs at a time over all
+    /// origins, each job in its own task; failed calls are retried with
+    /// exponential backoff. On shutdown it stops claiming and returns once
+    /// every job in flight has finished.
+    pub async fn run<H, F>(&self, shutdown: CancellationToken, handler: H)
+    where
+        H: Fn(RemoteJob) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
+        let permits = Arc::new(Semaphore::new(self.config().concurrency.max(1)));
+        let jobs = TaskTracker::new();
+        let loops = TaskTracker::new();
+        let mut serving: HashMap<String, CancellationToken> = HashMap::new();
+        loop {
+            match self.config().origins.resolve().await {
+                Ok(origins) => {
+                    // Origins that vanished from DNS: stop claiming there.
+                    serving.retain(|origin, stop| {
+                        let keep = origins.contains(origin);
+                        if !keep {
+                            stop.cancel();
+                        }
+                        keep
+                    });
+                    for origin in origins {
+                        if serving.contains_key(&origin) {
+                            continue;
+                        }
+                        let stop = shutdown.child_token();
+                        serving.insert(origin.clone(), stop.clone());
+                        let this = self.clone();
+                        let (permits, jobs, handler) =
+                            (permits.clone(), jobs.clone(), handler.clone());
+                        loops.spawn(async move {
+                            this.claim_loop(origin, stop, permits, jobs, handler).await;
+                        });
+                    }
+                }
+                // Keep serving the origins we know; try again at the next refresh.
+                Err(e) => tracing::warn!(error = %e, "cannot resolve the ingress origins"),
+            }
+            let refresh = match &self.config().origins {
+                Origins::List(_) => None,
+                Origins::Dns { refresh, .. } => Some(*refresh),
+            };
+            match refresh {
+                Some(every) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+                None => {
+                    shutdown.cancelled().await;
+                    break;
+                }
+            }
+        }
+        loops.close();
+        loops.wait().await;
+        jobs.close();
+        jobs.wait().await;
+    }
+
+    /// Claims from one origin until `stop`.
+    async fn claim_loop<H, F>(
+        &self,
+        origin: String,
+        stop: CancellationToken,
+        permits: Arc<Semaphore>,
+        jobs: TaskTracker,
+        handler: H,
+    ) where
+        H: Fn(RemoteJob) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
+        let config = self.config();
+        let mut delay = config.backoff_min;
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            // Abandoning a long-poll on shutdown is safe: a claim whose
+            // answer is not delivered is given back by the server.
+            let claimed = tokio::select! {
+                _ = stop.cancelled() => return,
+                claimed = self.claim(&origin) => claimed,
+            };
+            match claimed {
+                Ok(Some(job)) => {
+                    delay = config.backoff_min;
+                    let handler = handler.clone();
+                    jobs.spawn(async move {
+                        let id = job.stream_id();
+                        if let Err(e) = handler(job).await {
+                            tracing::debug!(stream = id, error = %e, "job failed");
+                        }
+                        drop(permit);
+                    });
+                }
+                Ok(None) => delay = config.backoff_min,
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(origin, error = %e, retry_in = ?delay, "claim failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(config.backoff_max);
+                }
+            }
+        }
+    }
+}
