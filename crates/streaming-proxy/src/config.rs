@@ -26,8 +26,10 @@ pub enum Mode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// Origin base URL, `http://host:port` (HTTP/1.1 over TCP).
+    /// Origin base URL, `http://host:port` (cleartext TCP).
     pub upstream: String,
+    /// Speak HTTP/2 to the origin with prior knowledge (h2c) instead of HTTP/1.1.
+    pub upstream_http2: bool,
     /// Address the proxy listens on (cleartext HTTP/1.1 and h2c).
     pub listen: SocketAddr,
     /// Directory of the disk (L2) cache.
@@ -54,6 +56,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
             upstream: String::new(),
+            upstream_http2: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cache_dir: PathBuf::from("./proxy-cache"),
             l1_bytes: 256 * 1024 * 1024,
@@ -138,10 +141,14 @@ mod tests {
     #[test]
     fn toml_keys_and_validation() {
         let c: ProxyConfig = toml::from_str(
-            "upstream = \"http://127.0.0.1:9\"\nmode = \"record\"\nslice_size = 65536\n",
+            "upstream = \"http://127.0.0.1:9\"\nmode = \"record\"\nslice_size = 65536\n\
+             upstream_http2 = true\n",
         )
         .unwrap();
-        assert_eq!((c.mode, c.slice_size), (Mode::Record, 65536));
+        assert_eq!(
+            (c.mode, c.slice_size, c.upstream_http2),
+            (Mode::Record, 65536, true)
+        );
         assert!(c.validate().is_ok());
         let bad = |f: fn(&mut ProxyConfig)| {
             let mut c = c.clone();

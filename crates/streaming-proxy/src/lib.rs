@@ -57,8 +57,11 @@
 //!
 //! # Absent
 //!
-//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS or
-//! HTTP/2 to the origin; multi-range requests (answered with the whole object),
+//! The origin is reached over HTTP/1.1 or, with `upstream_http2`, HTTP/2 with prior
+//! knowledge (h2c); connections are pooled and reused either way.
+//!
+//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS to the
+//! origin; multi-range requests (answered with the whole object),
 //! `If-Range`, `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
 //! request headers other than `Range` on cacheable GETs (cookies or authorization
 //! do not reach the origin on that path); access control on `PURGE`; an `Age`

@@ -18,6 +18,9 @@ struct Cli {
     /// Origin base URL, e.g. http://127.0.0.1:9000.
     #[arg(long)]
     upstream: Option<String>,
+    /// Speak HTTP/2 (h2c, prior knowledge) to the origin instead of HTTP/1.1.
+    #[arg(long)]
+    upstream_http2: bool,
     /// Listen address, e.g. 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -51,6 +54,8 @@ impl Cli {
             None => ProxyConfig::default(),
         };
         c.upstream = self.upstream.unwrap_or(c.upstream);
+        // A switch: the flag can turn HTTP/2 on, never off a file's `true`.
+        c.upstream_http2 |= self.upstream_http2;
         c.listen = self.listen.unwrap_or(c.listen);
         c.cache_dir = self.cache_dir.unwrap_or(c.cache_dir);
         c.mode = self.mode.unwrap_or(c.mode);

@@ -106,7 +106,11 @@ impl StreamingProxy {
             .upstream
             .parse()
             .map_err(|e| crate::config::ConfigError::Invalid(format!("upstream: {e}")))?;
-        let upstream = Upstream::new(base, Duration::from_secs(config.upstream_timeout_secs));
+        let upstream = Upstream::new(
+            base,
+            Duration::from_secs(config.upstream_timeout_secs),
+            config.upstream_http2,
+        );
         let fills = Fills::new(config.max_fills, config.slice_size)?;
         Ok(Self {
             shared: Arc::new(Shared {

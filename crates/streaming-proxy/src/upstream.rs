@@ -1,4 +1,5 @@
-//! The origin side: a pooled HTTP/1.1 client and how its failures map to statuses.
+//! The origin side: a pooled HTTP/1.1 or HTTP/2 (h2c) client and how its failures map
+//! to statuses.
 
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ impl UpstreamError {
     }
 }
 
-/// A pooled client for one origin.
+/// A pooled client for one origin: HTTP/1.1 connections kept alive and reused one
+/// request at a time, or (with `http2`) HTTP/2 connections multiplexing requests.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Client<HttpConnector, Body>,
@@ -44,11 +46,15 @@ pub struct Upstream {
 
 impl Upstream {
     /// A client for `base` (`http://host:port`), `timeout` bounding connect + head.
-    pub fn new(base: Uri, timeout: Duration) -> Self {
+    /// With `http2`, the origin is spoken to in HTTP/2 with prior knowledge (h2c):
+    /// cleartext offers no ALPN to negotiate it, so the choice is the operator's.
+    pub fn new(base: Uri, timeout: Duration, http2: bool) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build(connector);
         Self {
             client,
             base,

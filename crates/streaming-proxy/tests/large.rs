@@ -8,13 +8,6 @@ use support::*;
 
 const MIB: u64 = 1024 * 1024;
 
-/// Peak resident memory of this process (proxy, origin and client together), KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// The costliest test (a GiB generated, hashed twice and written to disk: about
 /// 20 s on a shared 2-core machine), kept because flat memory is the point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -550,3 +550,52 @@ async fn concurrent_stale_hits_share_one_revalidation() {
     );
     proxy.shutdown().await;
 }
+
+/// Origin connections are pooled: one HTTP/2 connection (h2c, prior knowledge, to an
+/// origin that speaks nothing else) carries every fetch of several objects, and
+/// HTTP/1.1 keep-alive connections are reused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_connections_reused_over_http2_and_http1() {
+    for h2 in [true, false] {
+        let origin = if h2 {
+            Origin::start_h2().await
+        } else {
+            Origin::start().await
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&origin, dir.path(), 64 * KIB);
+        cfg.upstream_http2 = h2;
+        let proxy = Proxy::start(cfg).await;
+        let c = client();
+        let objects = [("/a", KIB, 11), ("/b", 200 * KIB, 12), ("/c", 64 * KIB, 13)];
+        for (path, len, seed) in objects {
+            origin.add(path, Spec::new(len, seed));
+        }
+        for (path, len, seed) in objects {
+            let miss = get(&c, &proxy, path).await;
+            assert_eq!(
+                (miss.status, miss.x_cache()),
+                (200, "MISS"),
+                "{path} h2={h2}"
+            );
+            assert_eq!(sha(&miss.body), expect(seed, 0, len), "{path} miss bytes");
+            let hit = get(&c, &proxy, path).await;
+            assert_eq!((hit.status, hit.x_cache()), (200, "HIT"), "{path} h2={h2}");
+            assert_eq!(sha(&hit.body), expect(seed, 0, len), "{path} hit bytes");
+        }
+        let fetches: usize = objects.iter().map(|o| origin.requests(o.0).len()).sum();
+        assert_eq!(fetches, 1 + 4 + 1, "one origin request per 64 KiB slice");
+        if h2 {
+            assert_eq!(origin.connections(), 1, "one multiplexed HTTP/2 connection");
+        } else {
+            // Slice fetches of one response are sequential, but a connection goes
+            // back to the pool only once its body is read, so allow for a second one.
+            assert!(
+                origin.connections() < fetches as u64,
+                "{} HTTP/1.1 connections for {fetches} fetches: none reused",
+                origin.connections()
+            );
+        }
+        proxy.shutdown().await;
+    }
+}

@@ -56,6 +56,13 @@ pub fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Peak resident memory of this process (proxy, origin and client together), KiB.
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// How the origin serves one path.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -121,6 +128,8 @@ pub struct OriginState {
     pub log: Mutex<Vec<(String, Option<String>, u16)>>,
     /// Body bytes handed to connections, all paths.
     pub sent: std::sync::atomic::AtomicU64,
+    /// TCP connections accepted.
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 pub struct Origin {
@@ -135,6 +144,15 @@ impl Origin {
     }
 
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::listen(addr, false).await
+    }
+
+    /// An origin that speaks only HTTP/2 (prior knowledge, no HTTP/1.1 fallback).
+    pub async fn start_h2() -> Self {
+        Self::listen("127.0.0.1:0".parse().unwrap(), true).await
+    }
+
+    async fn listen(addr: SocketAddr, h2: bool) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(OriginState::default());
@@ -146,16 +164,32 @@ impl Origin {
                 let Ok((tcp, _)) = listener.accept().await else {
                     break;
                 };
+                st.connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let st = st.clone();
                 conns.spawn(async move {
                     let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let io = TokioIo::new(tcp);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
                 });
             }
         });
         Self { addr, state, task }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn url(&self) -> String {
