@@ -9,7 +9,7 @@ use chunk_cache::{AbortReason, ChunkCache, SlotKind, StreamId, StreamStatus, Str
 use http_pack::{Frame, Limits, RequestHead, ResponseHead};
 
 use crate::dispatch::{Dispatch, Waiter};
-use crate::entry::{Entry, lock};
+use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::{CoordError, ServiceError, TailError};
 use crate::metrics::Metrics;
 use crate::{Job, Route, UploadResponseConfig, Worker, WorkerId};
@@ -210,11 +210,7 @@ impl UploadResponseService {
                 return None;
             }
             let writer = slot.writer.take()?;
-            slot.owner = Some(worker.clone());
-            if !slot.ever_claimed {
-                self.inner.metrics.claimed_after(entry.created.elapsed());
-            }
-            slot.ever_claimed = true;
+            self.mark_claimed(entry, &mut slot, worker.clone());
             writer
         };
         match self.inner.requests.register_reader(entry.id) {
@@ -234,6 +230,15 @@ impl UploadResponseService {
                 slot.writer = Some(writer);
                 None
             }
+        }
+    }
+
+    /// Makes `worker` the response owner; the first claim of a request records its claim wait.
+    fn mark_claimed(&self, entry: &Entry, slot: &mut ResponseSlot, worker: WorkerId) {
+        slot.owner = Some(worker);
+        if !slot.ever_claimed {
+            slot.ever_claimed = true;
+            self.inner.metrics.claimed_after(entry.created.elapsed());
         }
     }
 
@@ -330,13 +335,7 @@ impl UploadResponseService {
             }
             match &slot.owner {
                 Some(owner) => return Ok(*owner == worker),
-                None => {
-                    slot.owner = Some(worker);
-                    if !slot.ever_claimed {
-                        self.inner.metrics.claimed_after(entry.created.elapsed());
-                    }
-                    slot.ever_claimed = true;
-                }
+                None => self.mark_claimed(&entry, &mut slot, worker),
             }
         }
         lock(&self.inner.dispatch).withdraw(&entry);
