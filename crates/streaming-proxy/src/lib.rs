@@ -43,7 +43,8 @@
 //!
 //! Every response carries `x-cache` ([`CacheStatus`]): `HIT` (all bytes stored),
 //! `PARTIAL` (stored object, some slices fetched), `MISS` (fetched and stored),
-//! `REVALIDATED` (stale, origin said `304`), `STALE` (stale, origin unreachable),
+//! `REVALIDATED` (stale, origin said `304`), `STALE` (stale, origin unreachable or `5xx`,
+//! within the origin's `stale-if-error` window),
 //! `BYPASS` (not stored: other methods, uncacheable answers), `PURGED` (`PURGE`).
 //!
 //! # Cacheability

@@ -64,6 +64,28 @@ impl ObjectMeta {
         now < self.fresh_until
     }
 
+    /// Whether a stale copy may answer when revalidation fails at `now` (unix
+    /// seconds): only within the origin's `stale-if-error=N` window past expiry
+    /// (RFC 5861 §4, which grants it "regardless of other freshness information").
+    /// Without that permission the client gets the error, like nginx's default
+    /// `proxy_cache_use_stale off`: a cache must not invent staleness the origin
+    /// never agreed to, and `must-revalidate` origins rely on exactly that.
+    pub fn may_serve_stale_on_error(&self, now: u64) -> bool {
+        let window = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .flat_map(|(_, v)| v.split(','))
+            .filter_map(|d| {
+                let (name, arg) = d.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("stale-if-error")
+                    .then(|| arg.trim().trim_matches('"').parse::<u64>().ok())?
+            })
+            .max();
+        window.is_some_and(|w| now < self.fresh_until.saturating_add(w))
+    }
+
     /// Number of slices of a cacheable object of known length.
     pub fn slices(&self) -> u64 {
         self.total.map_or(0, |t| t.div_ceil(self.slice_size))
@@ -232,5 +254,26 @@ mod tests {
         let ttl = Duration::from_secs(1);
         assert_eq!(freshness(n, 404, &map, true, ttl), None);
         assert_eq!(freshness(n, 200, &map, false, ttl), None);
+    }
+
+    #[test]
+    fn stale_if_error_window() {
+        let meta = |cc: &str| ObjectMeta {
+            key: "/k".into(),
+            status: 200,
+            headers: vec![("Cache-Control".into(), cc.into())],
+            total: Some(1),
+            slice_size: 1,
+            fresh_until: 1_000,
+            cacheable: true,
+        };
+        let lenient = meta("max-age=0, stale-if-error=60");
+        assert!(lenient.may_serve_stale_on_error(1_000));
+        assert!(lenient.may_serve_stale_on_error(1_059));
+        assert!(!lenient.may_serve_stale_on_error(1_060), "window over");
+        assert!(!meta("max-age=0").may_serve_stale_on_error(1_001));
+        assert!(!meta("must-revalidate").may_serve_stale_on_error(1_001));
+        assert!(!meta("stale-if-error=soon").may_serve_stale_on_error(1_001));
+        assert!(meta("public, STALE-IF-ERROR=\"5\"").may_serve_stale_on_error(1_004));
     }
 }

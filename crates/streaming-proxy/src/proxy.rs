@@ -54,7 +54,7 @@ pub enum CacheStatus {
     Miss,
     /// Stale, confirmed unchanged by the origin (`304`), served from the cache.
     Revalidated,
-    /// Stale, the origin could not be asked: served from the cache anyway.
+    /// Stale, the origin failed and its `stale-if-error` allowed serving it anyway.
     Stale,
     /// Passed through without storing (method, uncacheable answer, no capacity).
     Bypass,
@@ -178,8 +178,16 @@ impl StreamingProxy {
                         .serve_stored(meta, ask, Some(CacheStatus::Revalidated))
                         .await;
                 }
-                Revalidation::Unreachable => {
-                    return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
+                Revalidation::Failed(status) => {
+                    if meta.may_serve_stale_on_error(now_secs()) {
+                        return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
+                    }
+                    return simple(
+                        status,
+                        CacheStatus::Miss,
+                        "the origin failed and the stored copy is stale without \
+                         stale-if-error permission",
+                    );
                 }
                 Revalidation::Changed => {
                     shared.cache.purge(&key).await;
@@ -400,8 +408,8 @@ impl StreamingProxy {
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(key = %meta.key, error = %e, "revalidation failed: serving stale");
-                return Revalidation::Unreachable;
+                tracing::warn!(key = %meta.key, error = %e, "revalidation failed");
+                return Revalidation::Failed(e.status());
             }
         };
         match answer.status() {
@@ -431,7 +439,7 @@ impl StreamingProxy {
                 shared.cache.put_meta(refreshed.clone()).await;
                 Revalidation::Fresh(Arc::new(refreshed))
             }
-            s if s.is_server_error() => Revalidation::Unreachable,
+            s if s.is_server_error() => Revalidation::Failed(s),
             _ => Revalidation::Changed,
         }
     }
@@ -523,7 +531,8 @@ impl Drop for RevalidationEntry<'_> {
 enum Revalidation {
     Fresh(Arc<ObjectMeta>),
     Changed,
-    Unreachable,
+    /// The origin could not be asked, or answered with this server error.
+    Failed(StatusCode),
 }
 
 fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus) {

@@ -268,6 +268,41 @@ async fn origin_stopped_hits_served_misses_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_served_on_origin_error_only_with_stale_if_error() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add(
+        "/lenient",
+        Spec::new(100 * KIB, 21).cache_control("max-age=0, stale-if-error=3600"),
+    );
+    origin.add(
+        "/strict",
+        Spec::new(100 * KIB, 22).cache_control("max-age=0"),
+    );
+    for path in ["/lenient", "/strict"] {
+        assert_eq!(get(&c, &proxy, path).await.x_cache(), "MISS");
+        // Stale at once; the origin now answers 503 to the revalidation.
+        origin.update(path, |s| {
+            s.etag = None;
+            s.status = 503;
+        });
+    }
+    let stale = get(&c, &proxy, "/lenient").await;
+    assert_eq!((stale.status, stale.x_cache()), (200, "STALE"));
+    assert_eq!(sha(&stale.body), expect(21, 0, 100 * KIB));
+    let strict = get(&c, &proxy, "/strict").await;
+    assert_eq!((strict.status, strict.x_cache()), (503, "MISS"));
+
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stale = get_range(&c, &proxy, "/lenient", "bytes=70000-79999").await;
+    assert_eq!((stale.status, stale.x_cache()), (206, "STALE"));
+    assert_eq!(sha(&stale.body), expect(21, 70_000, 80_000));
+    let strict = get(&c, &proxy, "/strict").await;
+    assert_eq!((strict.status, strict.x_cache()), (502, "MISS"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
