@@ -1,5 +1,6 @@
 //! `streaming-proxy`: the caching reverse proxy binary (ARCHITECTURE.md §9).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,7 @@ impl Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -90,9 +92,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let listen = config.listen;
     let metrics_addr = config.metrics;
     let proxy = StreamingProxy::new(config)?;
+    let server = bind_http(listen).await?;
+    let mut ready = format!("READY http={}", server.http_addr().unwrap_or(listen));
     if let Some(addr) = metrics_addr {
         let metrics = proxy.metrics();
         let server = bind_http(addr).await?;
+        let _ = write!(ready, " metrics={}", server.http_addr().unwrap_or(addr));
         tokio::spawn(async move {
             let handler = tower::service_fn(move |req: http::Request<Body>| {
                 let metrics = metrics.clone();
@@ -117,8 +122,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         });
         tracing::info!(%addr, "metrics on /metrics");
     }
-    let server = bind_http(listen).await?;
-    tracing::info!(%listen, "streaming-proxy listening");
+    tracing::info!(listen = ?server.http_addr(), "streaming-proxy listening");
+    // The bound addresses (port 0 picks one) for scripts and benchmarks; stdout
+    // carries nothing else.
+    println!("{ready}");
     server
         .serve(proxy, web_service::ctrl_c_or_sigterm())
         .await?;

@@ -111,3 +111,44 @@ async fn config_file_with_replay_mode() {
         "replay never asks the origin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_zero_addresses_reported_on_a_ready_line() {
+    use std::io::{BufRead, BufReader};
+    let origin = Origin::start().await;
+    origin.add("/r", Spec::new(4096, 33));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streaming-proxy"))
+        .args(["--upstream", &origin.url(), "--listen", "127.0.0.1:0"])
+        .args(["--metrics", "127.0.0.1:0", "--cache-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    // Logs go to stderr: the first stdout line is the READY line.
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let fields: Vec<&str> = line.trim().split(' ').collect();
+    assert_eq!(fields[0], "READY", "{line:?}");
+    let http = fields[1].strip_prefix("http=").unwrap();
+    let metrics = fields[2].strip_prefix("metrics=").unwrap();
+    assert!(!http.ends_with(":0") && !metrics.ends_with(":0"), "{line}");
+    let c = client();
+    let got = request(&c, "GET", format!("http://{http}/r"), None).await;
+    assert_eq!((got.status, got.x_cache()), (200, "MISS"));
+    assert_eq!(sha(&got.body), sha(&object_bytes(33, 0, 4096)));
+    let m = request(&c, "GET", format!("http://{metrics}/metrics"), None).await;
+    assert!(
+        String::from_utf8(m.body)
+            .unwrap()
+            .contains("streaming_proxy_")
+    );
+}
