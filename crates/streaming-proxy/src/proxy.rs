@@ -149,7 +149,7 @@ impl StreamingProxy {
             } else {
                 simple(StatusCode::NOT_FOUND, CacheStatus::Purged, "not in cache")
             }
-        } else if method == Method::GET || method == Method::HEAD {
+        } else if (method == Method::GET || method == Method::HEAD) && !personal(&request) {
             self.lookup(key, &Ask::from_request(&request)).await
         } else {
             self.pass_through(key, request).await
@@ -444,8 +444,9 @@ impl StreamingProxy {
         }
     }
 
-    /// Forwards a request the cache does not handle (POST, PUT, ...) as it is,
-    /// streaming both bodies; a successful unsafe method invalidates the stored object.
+    /// Forwards a request the cache does not handle (POST, PUT, ..., or a GET with
+    /// credentials) as it is, streaming both bodies; a successful unsafe method
+    /// invalidates the stored object.
     async fn pass_through(&self, key: String, request: Request<Body>) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
@@ -459,15 +460,16 @@ impl StreamingProxy {
         ] {
             headers.remove(name);
         }
+        let method = parts.method;
         match self
             .shared
             .upstream
-            .send(parts.method, &key, headers, body)
+            .send(method.clone(), &key, headers, body)
             .await
         {
             Err(e) => simple(e.status(), CacheStatus::Bypass, &e.to_string()),
             Ok(answer) => {
-                if answer.status().is_success() {
+                if answer.status().is_success() && !method.is_safe() {
                     self.shared.cache.purge(&key).await;
                 }
                 let (mut parts, incoming) = answer.into_parts();
@@ -533,6 +535,15 @@ enum Revalidation {
     Changed,
     /// The origin could not be asked, or answered with this server error.
     Failed(StatusCode),
+}
+
+/// Whether a request carries credentials (`Authorization`, `Cookie`): its answer
+/// may be meant for that client alone, so it goes to the origin with all its
+/// headers and nothing is stored or shared (Varnish's built-in rule; RFC 9111 §3.5
+/// forbids storing authorized answers without explicit permission).
+fn personal<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE)
 }
 
 fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus) {

@@ -303,6 +303,38 @@ async fn stale_served_on_origin_error_only_with_stale_if_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_credentials_pass_through_with_their_headers() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let mut private = Spec::new(100 * KIB, 23);
+    private.auth = Some("Bearer s3cret".into());
+    origin.add("/private", private);
+    origin.add("/public", Spec::new(10 * KIB, 24));
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+
+    let authorized = request_with(
+        &c,
+        "GET",
+        url("/private"),
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!((authorized.status, authorized.x_cache()), (200, "BYPASS"));
+    assert_eq!(sha(&authorized.body), expect(23, 0, 100 * KIB));
+    // Nothing was stored or shared: a client without the credentials is refused.
+    let anonymous = get(&c, &proxy, "/private").await;
+    assert_eq!(anonymous.status, 401);
+    assert!(proxy.proxy.cache().meta("/private").is_none());
+
+    // A cookie passes too, and a safe method does not evict the stored object.
+    assert_eq!(get(&c, &proxy, "/public").await.x_cache(), "MISS");
+    let cookie = request_with(&c, "GET", url("/public"), &[("cookie", "session=1")]).await;
+    assert_eq!((cookie.status, cookie.x_cache()), (200, "BYPASS"));
+    assert_eq!(sha(&cookie.body), expect(24, 0, 10 * KIB));
+    assert_eq!(get(&c, &proxy, "/public").await.x_cache(), "HIT");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));

@@ -80,6 +80,8 @@ pub struct Spec {
     pub shift: u64,
     /// `Last-Modified` sent (and compared verbatim with `If-Modified-Since`).
     pub last_modified: Option<String>,
+    /// `401` unless the request's `Authorization` is exactly this.
+    pub auth: Option<String>,
 }
 
 impl Spec {
@@ -95,6 +97,7 @@ impl Spec {
             status: 200,
             shift: 0,
             last_modified: None,
+            auth: None,
         }
     }
 
@@ -257,6 +260,15 @@ async fn serve(
         return Ok(Response::builder().status(404).body(empty()).unwrap());
     };
     let mut builder = Response::builder();
+    if let Some(auth) = &spec.auth
+        && req
+            .headers()
+            .get("authorization")
+            .is_none_or(|v| v != auth.as_str())
+    {
+        log(401);
+        return Ok(builder.status(401).body(empty()).unwrap());
+    }
     if let Some(cc) = &spec.cache_control {
         builder = builder.header("cache-control", cc);
     }
@@ -457,9 +469,19 @@ impl Got {
 }
 
 pub async fn request(client: &TestClient, method: &str, url: String, range: Option<&str>) -> Got {
+    let range: Vec<(&str, &str)> = range.map(|r| ("range", r)).into_iter().collect();
+    request_with(client, method, url, &range).await
+}
+
+pub async fn request_with(
+    client: &TestClient,
+    method: &str,
+    url: String,
+    headers: &[(&str, &str)],
+) -> Got {
     let mut req = Request::builder().method(method).uri(url);
-    if let Some(r) = range {
-        req = req.header("range", r);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let answer = client
         .request(req.body(Empty::new()).unwrap())
