@@ -63,7 +63,7 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS to the
 //! origin; multi-range requests (answered with the whole object),
-//! `If-Range`, `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
+//! `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); access control on
 //! `PURGE`; an `Age` header; draining fills on shutdown.

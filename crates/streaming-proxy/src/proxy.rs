@@ -251,7 +251,7 @@ impl StreamingProxy {
         status: Option<CacheStatus>,
     ) -> Response<Body> {
         let total = meta.total.unwrap_or(0);
-        let (start, end) = match ask.range.map(|r| r.resolve(total)) {
+        let (start, end) = match ask.range_for(&meta).map(|r| r.resolve(total)) {
             Some(Resolved::Partial { start, end }) => (start, end),
             _ => (0, total),
         };
@@ -290,9 +290,19 @@ impl StreamingProxy {
         meta: Arc<ObjectMeta>,
         ask: &Ask,
         status: CacheStatus,
-        first: Option<Source>,
+        mut first: Option<Source>,
         may_fetch: bool,
     ) -> Response<Body> {
+        let range = ask.range_for(&meta);
+        if range.is_none()
+            && ask
+                .range
+                .is_some_and(|r| r.first_byte_hint() >= meta.slice_size)
+        {
+            // If-Range dropped the range: the slice opened for its first byte is
+            // not where the whole object starts; the body opens its own.
+            first = None;
+        }
         if ask.not_modified(&meta) {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -300,7 +310,7 @@ impl StreamingProxy {
             return response;
         }
         let total = meta.total.unwrap_or(0);
-        let (code, start, end) = match ask.range.map(|r| r.resolve(total)) {
+        let (code, start, end) = match range.map(|r| r.resolve(total)) {
             None => (StatusCode::OK, 0, total),
             Some(Resolved::Partial { start, end }) => (StatusCode::PARTIAL_CONTENT, start, end),
             Some(Resolved::Unsatisfiable) => {
@@ -491,6 +501,8 @@ struct Ask {
     if_none_match: Option<String>,
     /// `If-Modified-Since` in unix seconds.
     if_modified_since: Option<u64>,
+    /// `If-Range` as sent: an entity tag or an HTTP date.
+    if_range: Option<String>,
 }
 
 impl Ask {
@@ -501,7 +513,25 @@ impl Ask {
             range: header(header::RANGE).and_then(RangeSpec::parse),
             if_none_match: header(header::IF_NONE_MATCH).map(str::to_owned),
             if_modified_since: header(header::IF_MODIFIED_SINCE).and_then(meta::http_date_secs),
+            if_range: header(header::IF_RANGE).map(str::to_owned),
         }
+    }
+
+    /// The range to serve from `meta`: the asked one, unless an `If-Range` names
+    /// another version, in which case the whole object is the answer (RFC 9110
+    /// §13.1.5: strong comparison of entity tags, exact match of the date), so a
+    /// resumed download never splices bytes of two versions.
+    fn range_for(&self, meta: &ObjectMeta) -> Option<RangeSpec> {
+        let range = self.range?;
+        let Some(validator) = self.if_range.as_deref().map(str::trim) else {
+            return Some(range);
+        };
+        let current = if validator.starts_with('"') {
+            meta.etag().is_some_and(|etag| etag.trim() == validator)
+        } else {
+            !validator.starts_with("W/") && meta.last_modified().map(str::trim) == Some(validator)
+        };
+        current.then_some(range)
     }
 
     /// Whether the client's copy is current, so the answer is `304` (RFC 9110

@@ -335,6 +335,45 @@ async fn requests_with_credentials_pass_through_with_their_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_range_serves_the_range_only_for_the_current_version() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let mut dated = Spec::new(200 * KIB, 26);
+    dated.etag = None;
+    dated.last_modified = Some("Tue, 03 Nov 2026 10:00:00 GMT".into());
+    origin.add("/dated", dated);
+    origin.add("/tagged", Spec::new(200 * KIB, 25));
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+    let ranged = |path: &'static str, if_range: &'static str| {
+        let (c, url) = (&c, url(path));
+        async move {
+            let headers = [("range", "bytes=100000-100099"), ("if-range", if_range)];
+            request_with(c, "GET", url, &headers).await
+        }
+    };
+
+    // Cold, with a stale validator and a range past the first slice: whole object.
+    let cold = ranged("/tagged", "\"v-old\"").await;
+    assert_eq!((cold.status, cold.x_cache()), (200, "MISS"));
+    assert_eq!(sha(&cold.body), expect(25, 0, 200 * KIB));
+    proxy.idle().await;
+    let current = ranged("/tagged", "\"v25\"").await;
+    assert_eq!((current.status, current.x_cache()), (206, "HIT"));
+    assert_eq!(sha(&current.body), expect(25, 100_000, 100_100));
+    // If-Range compares strongly: a weak tag never matches.
+    let weak = ranged("/tagged", "W/\"v25\"").await;
+    assert_eq!(weak.status, 200);
+    assert_eq!(sha(&weak.body), expect(25, 0, 200 * KIB));
+
+    let date = ranged("/dated", "Tue, 03 Nov 2026 10:00:00 GMT").await;
+    assert_eq!(date.status, 206);
+    assert_eq!(sha(&date.body), expect(26, 100_000, 100_100));
+    let other = ranged("/dated", "Mon, 02 Nov 2026 10:00:00 GMT").await;
+    assert_eq!(other.status, 200);
+    assert_eq!(sha(&other.body), expect(26, 0, 200 * KIB));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
