@@ -440,6 +440,7 @@ impl Fill {
                 slice_size: config.slice_size,
                 fresh_until: fresh.unwrap_or(0).min(FOREVER),
                 cacheable: fresh.is_some() && !relay && aligned,
+                stored_at: meta::now_secs(),
             },
         }
     }

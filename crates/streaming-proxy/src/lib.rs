@@ -66,7 +66,7 @@
 //! `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); access control on
-//! `PURGE`; an `Age` header; draining fills on shutdown.
+//! `PURGE`; draining fills on shutdown.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -30,6 +30,10 @@ pub struct ObjectMeta {
     pub fresh_until: u64,
     /// Whether the answer may be stored.
     pub cacheable: bool,
+    /// Unix seconds when the origin sent this head or last confirmed it with a
+    /// `304`; 0 when unknown (entries written before this field existed).
+    #[serde(default)]
+    pub stored_at: u64,
 }
 
 impl ObjectMeta {
@@ -84,6 +88,22 @@ impl ObjectMeta {
             })
             .max();
         window.is_some_and(|w| now < self.fresh_until.saturating_add(w))
+    }
+
+    /// The `Age` of this stored answer at `now` (RFC 9111 §4.2.3, simplified to
+    /// the origin's `Age` plus the time spent here), or `None` when unknown.
+    pub fn age(&self, now: u64) -> Option<u64> {
+        if self.stored_at == 0 {
+            return None;
+        }
+        let origin_age = self
+            .header("age")
+            .and_then(|a| a.trim().parse::<u64>().ok());
+        Some(
+            origin_age
+                .unwrap_or(0)
+                .saturating_add(now.saturating_sub(self.stored_at)),
+        )
     }
 
     /// Number of slices of a cacheable object of known length.
@@ -266,6 +286,7 @@ mod tests {
             slice_size: 1,
             fresh_until: 1_000,
             cacheable: true,
+            stored_at: 900,
         };
         let lenient = meta("max-age=0, stale-if-error=60");
         assert!(lenient.may_serve_stale_on_error(1_000));
@@ -275,5 +296,11 @@ mod tests {
         assert!(!meta("must-revalidate").may_serve_stale_on_error(1_001));
         assert!(!meta("stale-if-error=soon").may_serve_stale_on_error(1_001));
         assert!(meta("public, STALE-IF-ERROR=\"5\"").may_serve_stale_on_error(1_004));
+        assert_eq!(lenient.age(1_000), Some(100));
+        let mut aged = meta("max-age=60");
+        aged.headers.push(("Age".into(), "7".into()));
+        assert_eq!(aged.age(905), Some(12));
+        aged.stored_at = 0;
+        assert_eq!(aged.age(905), None);
     }
 }

@@ -446,6 +446,7 @@ impl StreamingProxy {
                 let mut refreshed = meta.clone();
                 refreshed.headers = meta::stored_headers(&merged);
                 refreshed.fresh_until = fresh.min(FOREVER);
+                refreshed.stored_at = now_secs();
                 shared.cache.put_meta(refreshed.clone()).await;
                 Revalidation::Fresh(Arc::new(refreshed))
             }
@@ -581,6 +582,11 @@ fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v)) {
             headers.append(n, v);
         }
+    }
+    // Answers from storage say how old they are; a miss relays the origin's own.
+    let from_storage = !matches!(status, CacheStatus::Miss | CacheStatus::Bypass);
+    if from_storage && let Some(age) = meta.age(now_secs()) {
+        headers.insert(header::AGE, age.into());
     }
     headers.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
 }

@@ -374,6 +374,21 @@ async fn if_range_serves_the_range_only_for_the_current_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_storage_carry_their_age() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    origin.add("/aged", Spec::new(10 * KIB, 27));
+    let miss = get(&c, &proxy, "/aged").await;
+    assert_eq!((miss.x_cache(), miss.header("age")), ("MISS", ""));
+    // Ages count whole seconds: after 1.1 s at least one has passed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hit = get(&c, &proxy, "/aged").await;
+    assert_eq!(hit.x_cache(), "HIT");
+    let age: u64 = hit.header("age").parse().unwrap();
+    assert!((1..=60).contains(&age), "age {age}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
