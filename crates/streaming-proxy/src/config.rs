@@ -1,6 +1,8 @@
 //! The proxy's settings: TOML file and command-line flags (ARCHITECTURE.md §9).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -50,6 +52,8 @@ pub struct ProxyConfig {
     pub upstream_timeout_secs: u64,
     /// Fills (origin fetches) in progress at once; beyond it, misses bypass the cache.
     pub max_fills: usize,
+    /// Client networks allowed to `PURGE` (default: loopback only); others get `403`.
+    pub purge_allow: Vec<IpNet>,
 }
 
 impl Default for ProxyConfig {
@@ -67,6 +71,10 @@ impl Default for ProxyConfig {
             metrics: None,
             upstream_timeout_secs: 30,
             max_fills: 256,
+            purge_allow: vec![
+                IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
+                IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+            ],
         }
     }
 }
@@ -142,7 +150,7 @@ mod tests {
     fn toml_keys_and_validation() {
         let c: ProxyConfig = toml::from_str(
             "upstream = \"http://127.0.0.1:9\"\nmode = \"record\"\nslice_size = 65536\n\
-             upstream_http2 = true\n",
+             upstream_http2 = true\npurge_allow = [\"10.0.0.0/8\", \"::1/128\"]\n",
         )
         .unwrap();
         assert_eq!(
@@ -150,6 +158,13 @@ mod tests {
             (Mode::Record, 65536, true)
         );
         assert!(c.validate().is_ok());
+        assert_eq!(c.purge_allow.len(), 2);
+        assert!(c.purge_allow[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(toml::from_str::<ProxyConfig>("purge_allow = [\"10.0.0.0/33\"]").is_err());
+        assert!(
+            ProxyConfig::default().purge_allow[0]
+                .contains(&std::net::IpAddr::from(Ipv4Addr::LOCALHOST))
+        );
         let bad = |f: fn(&mut ProxyConfig)| {
             let mut c = c.clone();
             f(&mut c);

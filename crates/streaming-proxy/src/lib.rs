@@ -65,8 +65,8 @@
 //! origin; multi-range requests (answered with the whole object),
 //! `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
-//! or `Cookie` are passed through whole and never stored); access control on
-//! `PURGE`; draining fills on shutdown.
+//! or `Cookie` are passed through whole and never stored); draining fills on
+//! shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
-use web_service::Body;
+use web_service::{Body, ConnInfo};
 
 use crate::body::{RangeBody, relay_body};
 use crate::config::{Mode, ProxyConfig};
@@ -144,7 +144,13 @@ impl StreamingProxy {
             .to_owned();
         let method = request.method().clone();
         let response = if method.as_str() == "PURGE" {
-            if shared.cache.purge(&key).await {
+            if !self.may_purge(&request) {
+                simple(
+                    StatusCode::FORBIDDEN,
+                    CacheStatus::Purged,
+                    "PURGE is not allowed from this address (see purge_allow)",
+                )
+            } else if shared.cache.purge(&key).await {
                 simple(StatusCode::OK, CacheStatus::Purged, "purged")
             } else {
                 simple(StatusCode::NOT_FOUND, CacheStatus::Purged, "not in cache")
@@ -162,6 +168,20 @@ impl StreamingProxy {
         };
         counter.inc();
         response
+    }
+
+    /// Whether the client may `PURGE`: its address is in `purge_allow`. A request
+    /// without [`ConnInfo`] (the proxy embedded outside `web-service`) has no
+    /// address to check and is refused.
+    fn may_purge<B>(&self, request: &Request<B>) -> bool {
+        request.extensions().get::<ConnInfo>().is_some_and(|info| {
+            let ip = info.remote_addr.ip().to_canonical();
+            self.shared
+                .config
+                .purge_allow
+                .iter()
+                .any(|net| net.contains(&ip))
+        })
     }
 
     async fn lookup(&self, key: String, ask: &Ask) -> Response<Body> {

@@ -441,6 +441,22 @@ async fn purge_removes_from_both_tiers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_refused_from_addresses_outside_purge_allow() {
+    let origin = Origin::start().await;
+    origin.add("/kept", Spec::new(10 * KIB, 28));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&origin, dir.path(), 64 * KIB);
+    config.purge_allow = vec!["10.0.0.0/8".parse().unwrap()];
+    let proxy = Proxy::start(config).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "/kept").await.x_cache(), "MISS");
+    let purge = request(&c, "PURGE", format!("http://{}/kept", proxy.addr), None).await;
+    assert_eq!(purge.status, 403);
+    assert_eq!(get(&c, &proxy, "/kept").await.x_cache(), "HIT");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncacheable_answers_pass_through() {
     let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     origin.add("/ns", Spec::new(100 * KIB, 13).cache_control("no-store"));
