@@ -50,7 +50,8 @@ pub struct ProxyConfig {
     pub metrics: Option<SocketAddr>,
     /// Time allowed for the origin to connect and answer with a head (`504` beyond).
     pub upstream_timeout_secs: u64,
-    /// Fills (origin fetches) in progress at once; beyond it, misses bypass the cache.
+    /// Fills (origin fetches) in progress at once; beyond it, a miss waits for one to
+    /// end (up to `upstream_timeout_secs`, then `503`).
     pub max_fills: usize,
     /// Client networks allowed to `PURGE` (default: loopback only); others get `403`.
     pub purge_allow: Vec<IpNet>,

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chunk_cache::{
@@ -139,31 +140,36 @@ pub(crate) async fn open(
     may_fetch: bool,
     mut avoid: Option<StreamId>,
 ) -> Result<Source, OpenError> {
+    // A stream obtained by waiting for one to be freed, used on the next turn.
+    let mut spare: Option<StreamWriter> = None;
     // Each turn either returns or sees a fill end; a few turns cover the races
-    // (fill finishing between the checks, piece evicted right after being stored).
-    for _ in 0..8 {
+    // (fill finishing between the checks, piece evicted right after being stored,
+    // waiting for a free stream).
+    'turns: for _ in 0..8 {
         if let Some(meta) = shared.cache.meta(key)
             && let Some(bytes) = shared.cache.get_piece(key, index).await
         {
             let start = index * meta.slice_size;
             return Ok(Source::Piece { bytes, start });
         }
-        let (mut rx, reader) = {
+        let opened = 'table: {
             let mut table = lock(&shared.fills.table);
             match table.get(&(key.to_owned(), index)) {
-                Some(rx) => (rx.clone(), None),
+                Some(rx) => Some((rx.clone(), None)),
                 None => {
                     if shared.cache.meta(key).is_some() && shared.cache.has_piece(key, index) {
-                        continue; // stored since the check above
+                        continue 'turns; // stored since the check above
                     }
                     if !may_fetch {
                         return Err(OpenError::NotCached);
                     }
-                    let writer = shared
-                        .fills
-                        .streams
-                        .try_open()
-                        .map_err(|_| OpenError::Busy)?;
+                    let writer = match spare.take() {
+                        Some(writer) => writer,
+                        None => match shared.fills.streams.try_open() {
+                            Ok(writer) => writer,
+                            Err(_) => break 'table None,
+                        },
+                    };
                     let id = writer.id();
                     let reader = shared
                         .fills
@@ -181,9 +187,20 @@ pub(crate) async fn open(
                         rx: rx.clone(),
                     };
                     tokio::spawn(fill.run());
-                    (rx, Some(reader))
+                    Some((rx, Some(reader)))
                 }
             }
+        };
+        let Some((mut rx, reader)) = opened else {
+            // Every stream is filling: wait (bounded like an origin answer) for one
+            // to be freed rather than fail, then look again: the fill may have been
+            // started, or the piece stored, meanwhile.
+            let timeout = Duration::from_secs(shared.config.upstream_timeout_secs);
+            let writer = tokio::time::timeout(timeout, shared.fills.streams.open())
+                .await
+                .map_err(|_| OpenError::Busy)?;
+            spare = Some(writer);
+            continue;
         };
         let reader = match reader {
             Some(reader) => reader,

@@ -389,6 +389,30 @@ async fn answers_from_storage_carry_their_age() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_wait_for_a_free_fill_stream_instead_of_failing() {
+    let origin = Origin::start().await;
+    for (path, seed) in [("/a", 29), ("/b", 30), ("/c", 31)] {
+        origin.add(path, Spec::new(192 * KIB, seed).delay_ms(2));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&origin, dir.path(), 64 * KIB);
+    config.max_fills = 1;
+    let proxy = Proxy::start(config).await;
+    let c = client();
+    // Three cold objects of three slices each through one fill stream.
+    let (a, b, cc) = tokio::join!(
+        get_hashed(&c, &proxy, "/a"),
+        get_hashed(&c, &proxy, "/b"),
+        get_hashed(&c, &proxy, "/c")
+    );
+    for ((status, _, hash, len, error), seed) in [(a, 29), (b, 30), (cc, 31)] {
+        assert_eq!((status, len, error), (200, 192 * KIB, false));
+        assert_eq!(hash, expect(seed, 0, 192 * KIB));
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
