@@ -43,8 +43,8 @@
 //!
 //! Every response carries `x-cache` ([`CacheStatus`]): `HIT` (all bytes stored),
 //! `PARTIAL` (stored object, some slices fetched), `MISS` (fetched and stored),
-//! `REVALIDATED` (stale, origin said `304`), `STALE` (stale, origin unreachable or `5xx`,
-//! within the origin's `stale-if-error` window),
+//! `REVALIDATED` (stale, origin said `304`), `STALE` (stale, within the origin's
+//! `stale-while-revalidate` window, or its `stale-if-error` one when the origin failed),
 //! `BYPASS` (not stored: other methods, uncacheable answers), `PURGED` (`PURGE`).
 //!
 //! # Cacheability
@@ -63,7 +63,7 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS to the
 //! origin; multi-range requests (answered with the whole object),
-//! `If-Match`; `Vary` variants; stale-while-revalidate; forwarding
+//! `If-Match`; `Vary` variants; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); draining fills on
 //! shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).

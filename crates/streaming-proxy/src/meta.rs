@@ -75,19 +75,32 @@ impl ObjectMeta {
     /// `proxy_cache_use_stale off`: a cache must not invent staleness the origin
     /// never agreed to, and `must-revalidate` origins rely on exactly that.
     pub fn may_serve_stale_on_error(&self, now: u64) -> bool {
-        let window = self
-            .headers
+        self.cache_control_secs("stale-if-error")
+            .is_some_and(|w| now < self.fresh_until.saturating_add(w))
+    }
+
+    /// Whether a stale copy may answer at once while it is revalidated in the
+    /// background: within the origin's `stale-while-revalidate=N` window past
+    /// expiry (RFC 5861 §3).
+    pub fn may_serve_while_revalidating(&self, now: u64) -> bool {
+        self.cache_control_secs("stale-while-revalidate")
+            .is_some_and(|w| now < self.fresh_until.saturating_add(w))
+    }
+
+    /// The largest `name=N` seconds in the stored `Cache-Control`, if any.
+    fn cache_control_secs(&self, name: &str) -> Option<u64> {
+        self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
             .flat_map(|(_, v)| v.split(','))
             .filter_map(|d| {
-                let (name, arg) = d.split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("stale-if-error")
+                let (directive, arg) = d.split_once('=')?;
+                directive
+                    .trim()
+                    .eq_ignore_ascii_case(name)
                     .then(|| arg.trim().trim_matches('"').parse::<u64>().ok())?
             })
-            .max();
-        window.is_some_and(|w| now < self.fresh_until.saturating_add(w))
+            .max()
     }
 
     /// The `Age` of this stored answer at `now` (RFC 9111 §4.2.3, simplified to
@@ -297,6 +310,11 @@ mod tests {
         assert!(!meta("stale-if-error=soon").may_serve_stale_on_error(1_001));
         assert!(meta("public, STALE-IF-ERROR=\"5\"").may_serve_stale_on_error(1_004));
         assert_eq!(lenient.age(1_000), Some(100));
+        let swr = meta("max-age=10, stale-while-revalidate=30");
+        assert!(swr.may_serve_while_revalidating(1_029));
+        assert!(!swr.may_serve_while_revalidating(1_030));
+        assert!(!swr.may_serve_stale_on_error(1_001));
+        assert!(!lenient.may_serve_while_revalidating(1_001));
         let mut aged = meta("max-age=60");
         aged.headers.push(("Age".into(), "7".into()));
         assert_eq!(aged.age(905), Some(12));

@@ -54,7 +54,8 @@ pub enum CacheStatus {
     Miss,
     /// Stale, confirmed unchanged by the origin (`304`), served from the cache.
     Revalidated,
-    /// Stale, the origin failed and its `stale-if-error` allowed serving it anyway.
+    /// Stale, served within the origin's `stale-while-revalidate` window (the origin
+    /// is asked in the background) or, when the origin failed, its `stale-if-error`.
     Stale,
     /// Passed through without storing (method, uncacheable answer, no capacity).
     Bypass,
@@ -188,8 +189,27 @@ impl StreamingProxy {
         let shared = &self.shared;
         let replay = shared.config.mode == Mode::Replay;
         if let Some(meta) = shared.cache.meta(&key) {
-            if replay || meta.is_fresh(now_secs()) {
+            let now = now_secs();
+            if replay || meta.is_fresh(now) {
                 return self.serve_stored(meta, ask, None).await;
+            }
+            if meta.may_serve_while_revalidating(now) {
+                // The client gets the stale copy now; the origin is asked in the
+                // background (shared with any other revalidation of this object).
+                let proxy = self.clone();
+                let stale = meta.clone();
+                tokio::spawn(async move {
+                    match proxy.revalidate_once(&stale).await {
+                        Revalidation::Fresh(_) => {
+                            proxy.shared.metrics.revalidated.inc();
+                        }
+                        Revalidation::Changed => {
+                            proxy.shared.cache.purge(&stale.key).await;
+                        }
+                        Revalidation::Failed(_) => {}
+                    }
+                });
+                return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
             }
             match self.revalidate_once(&meta).await {
                 Revalidation::Fresh(meta) => {

@@ -412,6 +412,71 @@ async fn misses_wait_for_a_free_fill_stream_instead_of_failing() {
     proxy.shutdown().await;
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let swr = "max-age=0, stale-while-revalidate=3600";
+    origin.add("/same", Spec::new(100 * KIB, 32).cache_control(swr));
+    origin.add("/changes", Spec::new(100 * KIB, 33).cache_control(swr));
+    for path in ["/same", "/changes"] {
+        assert_eq!(get(&c, &proxy, path).await.x_cache(), "MISS");
+    }
+    // The origin now answers slowly: the stale answers must not wait for it.
+    origin.update("/same", |s| {
+        s.cache_control = Some("max-age=3600".into());
+        s.chunk_delay = Duration::from_millis(300);
+    });
+    origin.update("/changes", |s| {
+        s.seed = 34;
+        s.etag = Some("\"v34\"".into());
+    });
+    let stale = get(&c, &proxy, "/same").await;
+    assert_eq!((stale.status, stale.x_cache()), (200, "STALE"));
+    assert_eq!(sha(&stale.body), expect(32, 0, 100 * KIB));
+    let old = get(&c, &proxy, "/changes").await;
+    assert_eq!(old.x_cache(), "STALE");
+    assert_eq!(sha(&old.body), expect(33, 0, 100 * KIB));
+
+    // The background revalidations end: a 304 refreshes one, the other is dropped.
+    // Two slices fetched by the miss, then the revalidation: its status is the third.
+    let settled = |path: &'static str, status: u16| {
+        let origin = &origin;
+        async move {
+            for _ in 0..200 {
+                if origin.requests(path).get(2).is_some_and(|r| r.1 == status) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("no background revalidation of {path}");
+        }
+    };
+    settled("/same", 304).await;
+    settled("/changes", 206).await;
+    // The origin logs before it answers: wait for the proxy to act on the answers.
+    let cache = proxy.proxy.cache();
+    for _ in 0..200 {
+        let refreshed = cache.meta("/same").is_some_and(|m| m.fresh_until > now());
+        if refreshed && cache.meta("/changes").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let hit = get(&c, &proxy, "/same").await;
+    assert_eq!(hit.x_cache(), "HIT", "the 304 refreshed the lifetime");
+    let fresh = get(&c, &proxy, "/changes").await;
+    assert_eq!(fresh.x_cache(), "MISS");
+    assert_eq!(sha(&fresh.body), expect(34, 0, 100 * KIB));
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
