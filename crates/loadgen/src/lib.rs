@@ -6,13 +6,17 @@
 //!
 //! * [`clients`]: one client per protocol (HTTP/1.1 with `Content-Length` or
 //!   chunked, HTTP/2, HTTP/3, WebSocket; TLS or cleartext as the URL says) that
-//!   uploads a generated body or sends small requests and times them;
+//!   uploads a generated body, sends small requests or GETs a URL, and times
+//!   them;
 //! * [`sink`]: bare servers implementing the sink contract (`/discard`, `/echo`,
 //!   `/ws`) that the project's `bench_sink` example implements too, so one
 //!   client measures both;
 //! * [`tcp_baseline`]: raw loopback TCP and TLS throughput, the ceiling a report
 //!   divides by;
-//! * [`rate`]: small-request rate with p50/p99 latency at C connections.
+//! * [`rate`]: small-request rate with p50/p99 latency at C connections
+//!   (POSTs to a sink, or GETs of an origin or a proxy);
+//! * [`origin`]: a bare cleartext origin serving deterministic objects of any
+//!   size, with ranges, the baseline a caching proxy is compared against.
 //!
 //! The `loadgen` binary wraps these for `cargo xtask bench web`.
 //!
@@ -44,9 +48,12 @@
 pub mod clients;
 mod error;
 pub mod net;
+pub mod origin;
 pub mod rate;
 pub mod report;
+mod serve;
 pub mod sink;
+pub mod size;
 pub mod source;
 pub mod target;
 pub mod tcp_baseline;

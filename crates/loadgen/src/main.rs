@@ -1,16 +1,20 @@
-//! `loadgen`: bare sink, uploads, request rate and loopback baselines from the
-//! command line. Human lines first, then one JSON line for harnesses.
+//! `loadgen`: bare sink and origin, uploads, GETs, request rate and loopback
+//! baselines from the command line. Human lines first, then one JSON line for
+//! harnesses.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use loadgen::clients::{Client, UploadOptions, mib_per_sec};
+use loadgen::clients::{Client, GetOptions, UploadOptions, mib_per_sec};
+use loadgen::origin::Origin;
 use loadgen::rate::{self, RateOptions};
 use loadgen::report::JsonLine;
 use loadgen::sink::{Sink, SinkOptions};
+use loadgen::size::parse_size;
 use loadgen::{Error, Proto, Result, tcp_baseline};
 use tokio::io::AsyncReadExt;
 
@@ -38,6 +42,25 @@ enum Command {
         /// TLS listener (TCP) and QUIC (UDP, same port).
         #[arg(long, default_value = "127.0.0.1:0")]
         https: SocketAddr,
+    },
+    /// Run the bare origin (`GET`/`HEAD /obj/{size}`, ranges, `/stats`) until
+    /// SIGINT, SIGTERM or end of standard input.
+    Origin {
+        /// Cleartext HTTP/1.1 + h2c listener.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http: SocketAddr,
+    },
+    /// GET a URL N times on one connection; report status, time to first
+    /// byte, throughput, X-Cache and the xxh3-64 of each body.
+    Get {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// GETs to run, one after the other on the same connection.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Send `Range: bytes=SPEC` (e.g. 0-1023, 1024-, -512).
+        #[arg(long, allow_hyphen_values = true)]
+        range: Option<String>,
     },
     /// Upload a generated body and report throughput.
     Upload {
@@ -69,9 +92,15 @@ enum Command {
         /// Stop after this many seconds even if requests remain.
         #[arg(long)]
         seconds: Option<f64>,
-        /// Body bytes per request.
+        /// Body bytes per request (post only).
         #[arg(long, value_parser = parse_size, default_value = "64")]
         body_bytes: u64,
+        /// post (a body of --body-bytes) or get (the URL, no body; h1, h2).
+        #[arg(long, default_value = "post")]
+        method: rate::Method,
+        /// Count an answer whose body is not exactly this long as an error.
+        #[arg(long, value_parser = parse_size)]
+        expect_bytes: Option<u64>,
     },
     /// Loopback TCP and TLS throughput, one connection each.
     TcpBaseline {
@@ -118,6 +147,12 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Sink { dir, http, https } => sink(SinkOptions { dir, http, https }).await,
+        Command::Origin { http } => origin(http).await,
+        Command::Get {
+            target,
+            repeat,
+            range,
+        } => get(target, repeat, range).await,
         Command::Upload {
             target,
             bytes,
@@ -139,6 +174,8 @@ async fn run(command: Command) -> Result<()> {
             requests,
             seconds,
             body_bytes,
+            method,
+            expect_bytes,
         } => {
             let duration = seconds
                 .map(Duration::try_from_secs_f64)
@@ -149,6 +186,8 @@ async fn run(command: Command) -> Result<()> {
                 requests,
                 duration,
                 body_bytes,
+                method,
+                expect_bytes,
             };
             rate(target, options).await
         }
@@ -160,6 +199,30 @@ async fn sink(options: SinkOptions) -> Result<()> {
     let sink = Sink::start(&options).await?;
     eprintln!("loadgen sink: trust {}", sink.cert().cert.display());
     println!("{}", sink.ready_line());
+    until_told_to_stop().await?;
+    drop(sink);
+    Ok(())
+}
+
+async fn origin(http: SocketAddr) -> Result<()> {
+    let origin = Origin::start(http).await?;
+    println!("{}", origin.ready_line());
+    // A harness blocks on this line; do not leave it in a buffer.
+    std::io::stdout()
+        .flush()
+        .map_err(Error::io("write the READY line"))?;
+    until_told_to_stop().await?;
+    let stats = origin.stats();
+    eprintln!(
+        "loadgen origin: {} object requests, {} body bytes",
+        stats.requests, stats.bytes
+    );
+    drop(origin);
+    Ok(())
+}
+
+/// Resolves on SIGINT, SIGTERM or end of standard input, whichever is first.
+async fn until_told_to_stop() -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::io("install SIGTERM handler"))?;
     tokio::select! {
@@ -167,7 +230,6 @@ async fn sink(options: SinkOptions) -> Result<()> {
         _ = terminate.recv() => {}
         _ = stdin_closed() => {}
     }
-    drop(sink);
     Ok(())
 }
 
@@ -269,13 +331,98 @@ async fn upload(target: TargetArgs, plan: UploadPlan) -> Result<()> {
     Ok(())
 }
 
+async fn get(target: TargetArgs, repeat: u32, range: Option<String>) -> Result<()> {
+    if repeat == 0 {
+        return Err(Error::Argument("--repeat must be at least 1".into()));
+    }
+    if !matches!(target.proto, Proto::H1 | Proto::H2) {
+        return Err(Error::Argument(format!(
+            "get speaks --proto h1 or h2, not {}",
+            target.proto
+        )));
+    }
+    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let options = GetOptions {
+        range: range.clone(),
+        hash: true,
+        // Only counted and hashed; the body is not printed.
+        keep_body: 0,
+    };
+    let mut conn = client.connect().await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut statuses = Vec::with_capacity(repeat as usize);
+    let mut received = Vec::with_capacity(repeat as usize);
+    let mut rates = Vec::with_capacity(repeat as usize);
+    let mut heads = Vec::with_capacity(repeat as usize);
+    let mut first_bytes = Vec::with_capacity(repeat as usize);
+    let mut totals = Vec::with_capacity(repeat as usize);
+    let mut xcache = Vec::with_capacity(repeat as usize);
+    let mut hashes = Vec::with_capacity(repeat as usize);
+    for run in 1..=repeat {
+        let result = conn.get(&options).await?;
+        // NaN becomes null in the JSON line: an empty body has no first byte.
+        let first_byte = result.first_byte.map_or(f64::NAN, ms);
+        let first_byte_text = result
+            .first_byte
+            .map_or_else(|| "none".to_string(), |d| format!("{:.3} ms", ms(d)));
+        let x_cache = result.x_cache().unwrap_or("").to_string();
+        println!(
+            "{} get {run}/{repeat}: status {}, {} bytes in {:.3} ms = {:.1} MiB/s, head {:.3} ms, first byte {first_byte_text}, x-cache {x_cache:?}, xxh3 {}",
+            target.proto,
+            result.status,
+            result.received,
+            ms(result.elapsed),
+            result.mib_per_sec(),
+            ms(result.head),
+            result.xxh3_hex(),
+        );
+        statuses.push(u64::from(result.status));
+        received.push(result.received);
+        rates.push(result.mib_per_sec());
+        heads.push(ms(result.head));
+        first_bytes.push(first_byte);
+        totals.push(ms(result.elapsed));
+        xcache.push(x_cache);
+        hashes.push(result.xxh3_hex());
+    }
+    let best = rates.iter().copied().fold(0.0, f64::max);
+    let last = |values: &[u64]| values.last().copied().unwrap_or_default();
+    println!(
+        "{} {}: best {best:.1} MiB/s over {repeat} GET(s)",
+        target.proto, target.url
+    );
+    let line = JsonLine::new()
+        .text("kind", "get")
+        .text("command", "get")
+        .text("proto", target.proto.name())
+        .text("url", &target.url)
+        .text("range", range.as_deref().unwrap_or(""))
+        .int("requests", u64::from(repeat))
+        .int("status", last(&statuses))
+        .ints("statuses", &statuses)
+        .int("bytes", last(&received))
+        .ints("received", &received)
+        .num("mib_s_best", best)
+        .nums("mib_s", &rates)
+        .nums("ttfb_ms", &heads)
+        .nums("first_byte_ms", &first_bytes)
+        .nums("total_ms", &totals)
+        .texts("xcache", &xcache)
+        .text("xxh3", hashes.last().map_or("", String::as_str))
+        .texts("xxh3_all", &hashes)
+        .finish();
+    println!("{line}");
+    Ok(())
+}
+
 async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
     let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
     let report = rate::run(&client, &options).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{} rate: {} ok, {} errors in {:.2} s over {} conns = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        "{} {} rate: {} ok, {} errors in {:.2} s over {} conns = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         report.proto,
+        options.method,
         report.ok,
         report.errors,
         report.elapsed.as_secs_f64(),
@@ -291,6 +438,7 @@ async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
     let line = JsonLine::new()
         .text("kind", "rate")
         .text("proto", report.proto.name())
+        .text("method", options.method.name())
         .text("url", &target.url)
         .int("conns", report.conns as u64)
         .int("ok", report.ok)
@@ -300,9 +448,13 @@ async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
         .num("p50_ms", ms(report.p50))
         .num("p99_ms", ms(report.p99))
         .num("max_ms", ms(report.max))
-        .text("first_error", report.first_error.as_deref().unwrap_or(""))
-        .finish();
-    println!("{line}");
+        .text("first_error", report.first_error.as_deref().unwrap_or(""));
+    // Absent rather than 0 when unchecked: 0 is a length one could expect.
+    let line = match options.expect_bytes {
+        Some(bytes) => line.int("expect_bytes", bytes),
+        None => line,
+    };
+    println!("{}", line.finish());
     Ok(())
 }
 
@@ -327,42 +479,4 @@ async fn tcp_baseline(bytes: u64) -> Result<()> {
         .finish();
     println!("{line}");
     Ok(())
-}
-
-/// Parses `1048576`, `512K`, `64M`, `1G` (also `KiB`/`MiB`/`GiB`).
-fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, 64M, 1G)"))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        _ => return Err(format!("unknown size unit {unit:?}: use K, M or G")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse_with_binary_suffixes() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("256k"), Ok(256 << 10));
-        assert!(parse_size("1T").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
 }

@@ -1,5 +1,9 @@
-//! Small-request rate and latency at a fixed number of concurrent connections.
+//! Small-request rate and latency at a fixed number of concurrent connections:
+//! POSTs of a small body (to a sink) or GETs of the URL (of an origin or a
+//! caching proxy), optionally checking each answer's body length.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -7,12 +11,52 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use crate::clients::{Client, Connection};
+use crate::clients::{self, Client, Connection, GetOptions, GetResult, UploadResult};
 use crate::error::{Error, Result};
 use crate::target::Proto;
 
 /// Latencies above an hour are recorded as an hour.
 const MAX_MICROS: u64 = 3_600_000_000;
+
+/// The request each connection repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// POST a pattern body of [`RateOptions::body_bytes`] (every protocol).
+    #[default]
+    Post,
+    /// GET the URL with no body (HTTP/1.1 and HTTP/2 only).
+    Get,
+}
+
+impl Method {
+    /// The name used on the command line and in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Post => "post",
+            Method::Get => "get",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "post" => Ok(Method::Post),
+            "get" => Ok(Method::Get),
+            other => Err(Error::Argument(format!(
+                "unknown method {other:?}: use post or get"
+            ))),
+        }
+    }
+}
 
 /// How hard and how long to drive.
 #[derive(Debug, Clone)]
@@ -23,18 +67,25 @@ pub struct RateOptions {
     pub requests: u64,
     /// Optional time limit; whichever of the two comes first ends the run.
     pub duration: Option<Duration>,
-    /// Body bytes of each request.
+    /// Body bytes of each POST (ignored for GET).
     pub body_bytes: u64,
+    /// The request to repeat.
+    pub method: Method,
+    /// When set, an answer whose body is not exactly this many bytes counts as
+    /// an error, so a server that answers short cannot look fast.
+    pub expect_bytes: Option<u64>,
 }
 
 impl Default for RateOptions {
-    /// 100 connections, 10,000 requests of 64 bytes, no time limit.
+    /// 100 connections, 10,000 POSTs of 64 bytes, no time limit, any length.
     fn default() -> Self {
         Self {
             conns: 100,
             requests: 10_000,
             duration: None,
             body_bytes: 64,
+            method: Method::Post,
+            expect_bytes: None,
         }
     }
 }
@@ -104,6 +155,9 @@ pub async fn run(client: &Client, options: &RateOptions) -> Result<RateReport> {
     if options.conns == 0 {
         return Err(Error::Argument("at least one connection is needed".into()));
     }
+    if options.method == Method::Get && !clients::get_supported(client.proto()) {
+        return Err(clients::unsupported_get(client.proto()));
+    }
     let mut opening = JoinSet::new();
     for _ in 0..options.conns {
         let client = client.clone();
@@ -122,8 +176,7 @@ pub async fn run(client: &Client, options: &RateOptions) -> Result<RateReport> {
     for conn in conns {
         let issued = Arc::clone(&issued);
         let client = client.clone();
-        let (requests, body) = (options.requests, options.body_bytes);
-        workers.spawn(worker(client, conn, issued, requests, deadline, body));
+        workers.spawn(worker(client, conn, issued, options.clone(), deadline));
     }
     let mut total = Tally::new()?;
     while let Some(joined) = workers.join_next().await {
@@ -157,29 +210,39 @@ async fn worker(
     client: Client,
     mut conn: Connection,
     issued: Arc<AtomicU64>,
-    requests: u64,
+    options: RateOptions,
     deadline: Option<Instant>,
-    body_bytes: u64,
 ) -> Result<Tally> {
     let mut tally = Tally::new()?;
-    while issued.fetch_add(1, Ordering::Relaxed) < requests
+    // Nothing kept but enough for an error message, nothing hashed.
+    let get = GetOptions {
+        range: None,
+        hash: false,
+        keep_body: 4096,
+    };
+    while issued.fetch_add(1, Ordering::Relaxed) < options.requests
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         let started = Instant::now();
-        match conn.request(body_bytes).await {
-            Ok(result) if result.succeeded() => {
+        let answered = match options.method {
+            Method::Post => conn
+                .request(options.body_bytes)
+                .await
+                .map(|r| judge_post(&r, options.expect_bytes)),
+            Method::Get => conn
+                .get(&get)
+                .await
+                .map(|r| judge_get(&r, options.expect_bytes)),
+        };
+        match answered {
+            Ok(Ok(())) => {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(MAX_MICROS);
                 tally
                     .histogram
                     .saturating_record(micros.clamp(1, MAX_MICROS));
                 tally.ok += 1;
             }
-            Ok(result) => tally.fail(format!(
-                "status {} close {:?}: {}",
-                result.status,
-                result.close_code,
-                result.body_text().trim()
-            )),
+            Ok(Err(refused)) => tally.fail(refused),
             Err(error) => {
                 tally.fail(error.to_string());
                 // The connection is likely dead; one new one, or this worker stops.
@@ -194,4 +257,38 @@ async fn worker(
         }
     }
     Ok(tally)
+}
+
+/// Why an answered POST does not count as a success, if it does not.
+fn judge_post(result: &UploadResult, expect_bytes: Option<u64>) -> Result<(), String> {
+    if !result.succeeded() {
+        return Err(format!(
+            "status {} close {:?}: {}",
+            result.status,
+            result.close_code,
+            result.body_text().trim()
+        ));
+    }
+    check_length(result.received, result.status, expect_bytes)
+}
+
+/// Why an answered GET does not count as a success, if it does not.
+fn judge_get(result: &GetResult, expect_bytes: Option<u64>) -> Result<(), String> {
+    if !result.succeeded() {
+        return Err(format!(
+            "status {}: {}",
+            result.status,
+            result.body_text().trim()
+        ));
+    }
+    check_length(result.received, result.status, expect_bytes)
+}
+
+fn check_length(received: u64, status: u16, expect_bytes: Option<u64>) -> Result<(), String> {
+    match expect_bytes {
+        Some(expected) if expected != received => Err(format!(
+            "status {status} with {received} body bytes, expected {expected}"
+        )),
+        _ => Ok(()),
+    }
 }

@@ -55,6 +55,34 @@ impl JsonLine {
         self
     }
 
+    /// Adds an array of integers.
+    pub fn ints(mut self, key: &str, values: &[u64]) -> Self {
+        self.key(key);
+        self.out.push('[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{value}");
+        }
+        self.out.push(']');
+        self
+    }
+
+    /// Adds an array of strings, each escaped as [`JsonLine::text`] escapes one.
+    pub fn texts<S: AsRef<str>>(mut self, key: &str, values: &[S]) -> Self {
+        self.key(key);
+        self.out.push('[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            push_string(&mut self.out, value.as_ref());
+        }
+        self.out.push(']');
+        self
+    }
+
     /// The finished line.
     pub fn finish(mut self) -> String {
         if self.out.is_empty() {
@@ -108,5 +136,12 @@ mod tests {
             r#"{"body":"7\n\"x\"\u0001","n":3,"r":null,"v":[1.000,null,2.500]}"#
         );
         assert_eq!(JsonLine::new().finish(), "{}");
+        let arrays = JsonLine::new()
+            .ints("i", &[1, 2])
+            .texts("t", &["HIT", "a\"b", ""])
+            .ints("e", &[])
+            .texts::<&str>("f", &[])
+            .finish();
+        assert_eq!(arrays, r#"{"i":[1,2],"t":["HIT","a\"b",""],"e":[],"f":[]}"#);
     }
 }

@@ -46,6 +46,14 @@ pub struct Chunks {
 }
 
 impl Chunks {
+    /// No chunks at all: the body of a GET (allocates nothing).
+    pub fn empty() -> Self {
+        Self {
+            block: Bytes::new(),
+            remaining: 0,
+        }
+    }
+
     /// Bytes not handed out yet.
     pub fn remaining(&self) -> u64 {
         self.remaining

@@ -7,14 +7,16 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
+use xxhash_rust::xxh3::Xxh3Default;
 
-use super::{Collector, UploadOptions, UploadResult};
+use super::{Collector, GetOptions, GetResult, UploadOptions, UploadResult};
 use crate::error::{Error, Result};
 use crate::net::{self, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, MaybeTls};
 use crate::source::{Chunks, Pattern};
@@ -26,6 +28,16 @@ pub struct PatternBody {
     chunks: Chunks,
     /// Whether to announce the length (`Content-Length`) or leave it open (chunked).
     exact: bool,
+}
+
+impl PatternBody {
+    /// No body: a GET's.
+    fn empty() -> Self {
+        Self {
+            chunks: Chunks::empty(),
+            exact: true,
+        }
+    }
 }
 
 impl Body for PatternBody {
@@ -150,4 +162,90 @@ async fn finish(
         }
     }
     Ok(collector.finish(proto, options, started, status, None))
+}
+
+/// One GET over HTTP/1.1.
+pub async fn get_h1(
+    send: &mut http1::SendRequest<PatternBody>,
+    target: &Target,
+    options: &GetOptions,
+) -> Result<GetResult> {
+    let builder = Request::get(target.path.as_str()).header(http::header::HOST, &target.authority);
+    let request = get_request(builder, options)?;
+    send.ready().await?;
+    let started = Instant::now();
+    let response = send.send_request(request).await?;
+    read_get(Proto::H1, response, options, started).await
+}
+
+/// One GET over HTTP/2 on a new stream of the connection.
+pub async fn get_h2(
+    send: &mut http2::SendRequest<PatternBody>,
+    target: &Target,
+    options: &GetOptions,
+) -> Result<GetResult> {
+    let request = get_request(Request::get(target.absolute()), options)?;
+    send.ready().await?;
+    let started = Instant::now();
+    let response = send.send_request(request).await?;
+    read_get(Proto::H2, response, options, started).await
+}
+
+/// Adds the optional `Range` and the empty body to a GET.
+fn get_request(
+    builder: http::request::Builder,
+    options: &GetOptions,
+) -> Result<Request<PatternBody>> {
+    let builder = match &options.range {
+        Some(spec) => {
+            let value = HeaderValue::try_from(format!("bytes={spec}")).map_err(|_| {
+                Error::Argument(format!(
+                    "range {spec:?} cannot be a header value (e.g. 0-1023, 1024-, -512)"
+                ))
+            })?;
+            builder.header(http::header::RANGE, value)
+        }
+        None => builder,
+    };
+    Ok(builder.body(PatternBody::empty())?)
+}
+
+/// Reads a GET's response: head time, first body byte, count, hash.
+async fn read_get(
+    proto: Proto,
+    response: Response<Incoming>,
+    options: &GetOptions,
+    started: Instant,
+) -> Result<GetResult> {
+    let head = started.elapsed();
+    let (parts, mut body) = response.into_parts();
+    let mut collector = Collector::new(options.keep_body);
+    let mut hasher = options.hash.then(Xxh3Default::new);
+    let mut first_byte = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        first_byte.get_or_insert_with(|| started.elapsed());
+        collector.push(&data);
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&data);
+        }
+    }
+    let elapsed = started.elapsed();
+    let (received, kept) = collector.into_parts();
+    Ok(GetResult {
+        proto,
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        received,
+        head,
+        first_byte,
+        elapsed,
+        xxh3: hasher.map(|h| h.digest()),
+        body: kept,
+    })
 }

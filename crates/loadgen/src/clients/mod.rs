@@ -1,5 +1,5 @@
-//! One client per protocol: connect once, then upload pattern bodies or send
-//! small requests on that connection.
+//! One client per protocol: connect once, then upload pattern bodies, send
+//! small requests or GET a URL on that connection.
 //!
 //! Timing starts when the request is sent on an established connection and
 //! stops when the whole response has been read, so handshakes are not counted
@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Result};
@@ -105,6 +106,86 @@ impl UploadResult {
                 self.sent
             ))),
         }
+    }
+}
+
+/// What to ask for in one GET (HTTP/1.1 and HTTP/2 only).
+#[derive(Debug, Clone)]
+pub struct GetOptions {
+    /// Sent as `Range: bytes=SPEC` when set (`0-99`, `100-`, `-500`).
+    pub range: Option<String>,
+    /// Whether to compute the xxh3-64 of the body (costs CPU on the reading
+    /// task; off for request-rate runs).
+    pub hash: bool,
+    /// How many response body bytes to keep (the rest is only counted).
+    pub keep_body: usize,
+}
+
+impl Default for GetOptions {
+    /// No range, hashed, 4 KiB of the body kept.
+    fn default() -> Self {
+        Self {
+            range: None,
+            hash: true,
+            keep_body: 4096,
+        }
+    }
+}
+
+/// What one GET did.
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    /// Protocol used.
+    pub proto: Proto,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Response body bytes received.
+    pub received: u64,
+    /// From sending the request to receiving the response head.
+    pub head: Duration,
+    /// From sending the request to receiving the first body byte; `None` for
+    /// an empty body.
+    pub first_byte: Option<Duration>,
+    /// From sending the request to reading the end of the body.
+    pub elapsed: Duration,
+    /// xxh3-64 of the whole body, when [`GetOptions::hash`] asked for it.
+    pub xxh3: Option<u64>,
+    /// The first `keep_body` bytes of the body.
+    pub body: Bytes,
+}
+
+impl GetResult {
+    /// Whether the status is 2xx.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Received body bytes per second of `elapsed`, in MiB/s.
+    pub fn mib_per_sec(&self) -> f64 {
+        mib_per_sec(self.received, self.elapsed)
+    }
+
+    /// The `X-Cache` response header (a caching proxy's HIT/MISS), if present
+    /// and readable as text.
+    pub fn x_cache(&self) -> Option<&str> {
+        self.header("x-cache")
+    }
+
+    /// A response header as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body hash as 16 lowercase hex digits ("" when not hashed).
+    pub fn xxh3_hex(&self) -> String {
+        self.xxh3.map(|h| format!("{h:016x}")).unwrap_or_default()
+    }
+
+    /// The kept body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
@@ -282,6 +363,18 @@ impl Connection {
         }
     }
 
+    /// GETs the client's URL (no request body) and reads the whole response.
+    ///
+    /// HTTP/1.1 and HTTP/2 only; a non-2xx answer is a result, not an error.
+    pub async fn get(&mut self, options: &GetOptions) -> Result<GetResult> {
+        let client = &self.client;
+        match &mut self.inner {
+            Inner::H1(send) => http::get_h1(send, &client.target, options).await,
+            Inner::H2(send) => http::get_h2(send, &client.target, options).await,
+            Inner::H3(_) | Inner::Ws(_) => Err(unsupported_get(client.proto)),
+        }
+    }
+
     /// Sends one small request (`body_bytes` of body) and reads its response;
     /// `elapsed` of the result is the request's latency.
     pub async fn request(&mut self, body_bytes: u64) -> Result<UploadResult> {
@@ -292,6 +385,18 @@ impl Connection {
         };
         self.upload(&options).await
     }
+}
+
+/// Whether [`Connection::get`] works over `proto`.
+pub fn get_supported(proto: Proto) -> bool {
+    matches!(proto, Proto::H1 | Proto::H1Chunked | Proto::H2)
+}
+
+/// The error for a GET over a protocol that has none here.
+pub(crate) fn unsupported_get(proto: Proto) -> Error {
+    Error::Argument(format!(
+        "GET is implemented over h1 and h2 only, not {proto}"
+    ))
 }
 
 /// Accumulates a response body: counts everything, keeps a prefix.
@@ -314,6 +419,11 @@ impl Collector {
         self.total += data.len() as u64;
         let room = self.keep.saturating_sub(self.kept.len());
         self.kept.extend_from_slice(&data[..room.min(data.len())]);
+    }
+
+    /// Bytes counted and the kept prefix.
+    pub(crate) fn into_parts(self) -> (u64, Bytes) {
+        (self.total, self.kept.freeze())
     }
 
     /// The result of an upload of `options.bytes` started at `started`, whose

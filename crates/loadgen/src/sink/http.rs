@@ -10,8 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -21,53 +20,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::net::{H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW};
-
 type SinkBody = Either<Full<Bytes>, Incoming>;
 
 /// How long a finished WebSocket session waits for the client's Close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Accepts connections forever; TLS when an acceptor is given.
+/// Accepts connections forever and serves the sink contract on each; TLS
+/// when an acceptor is given.
 pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>) {
-    loop {
-        let Ok((tcp, _peer)) = listener.accept().await else {
-            // Out of descriptors or a connection reset before accept: keep
-            // serving the others rather than dying.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    if let Ok(stream) = acceptor.accept(tcp).await {
-                        serve(stream).await;
-                    }
-                }
-                None => serve(tcp).await,
-            }
-        });
-    }
-}
-
-/// Serves one connection, HTTP/1.1 or HTTP/2 as its first bytes say.
-async fn serve<I>(io: I)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .max_frame_size(H2_MAX_FRAME)
-        .max_send_buf_size(H2_MAX_FRAME as usize);
-    // A client that vanishes mid-request is routine for a load generator's peer.
-    let _ = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service_fn(handle))
-        .await;
+    crate::serve::accept_loop(listener, tls, service_fn(handle)).await;
 }
 
 async fn handle(mut req: Request<Incoming>) -> Result<Response<SinkBody>, Infallible> {
