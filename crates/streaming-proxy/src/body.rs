@@ -1,14 +1,15 @@
 //! Response bodies: the requested byte range assembled slice by slice from stored
-//! pieces and fills in progress, one slice in memory at a time.
+//! pieces and fills in progress, the next slice opened while the current one streams.
 
 use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chunk_cache::{ReadError, SlotKind, StreamReader};
+use chunk_cache::{ReadError, SlotKind, StreamId, StreamReader};
+use tokio::task::JoinHandle;
 use web_service::Body;
 
-use crate::fill::{self, Source, abort_status};
+use crate::fill::{self, OpenError, Source, abort_status};
 use crate::proxy::Shared;
 
 /// Produces bytes `[pos, end)` of an object.
@@ -21,6 +22,11 @@ pub(crate) struct RangeBody {
     end: u64,
     may_fetch: bool,
     source: Option<Source>,
+    /// The next slice, opened in the background while this one streams, so a
+    /// miss spanning slices never waits a full origin round trip between them.
+    ahead: Option<(u64, JoinHandle<Result<Source, OpenError>>)>,
+    /// Highest slice index a prefetch was started for.
+    prefetched: Option<u64>,
     failed: bool,
 }
 
@@ -48,8 +54,48 @@ impl RangeBody {
             end,
             may_fetch,
             source: first,
+            ahead: None,
+            prefetched: None,
             failed: false,
         }
+    }
+
+    /// Starts opening slice `index` in the background when it is part of the
+    /// range, not stored and may be fetched. At most one slice ahead: enough to
+    /// hide the origin's latency, and the memory stays one extra slice per reader.
+    fn prefetch(&mut self, index: u64) {
+        if !self.may_fetch
+            || self.ahead.is_some()
+            || self.prefetched.is_some_and(|p| p >= index)
+            || index.saturating_mul(self.slice_size) >= self.end
+        {
+            return;
+        }
+        self.prefetched = Some(index);
+        if self.shared.cache.has_piece(&self.key, index) {
+            return;
+        }
+        let (shared, key) = (self.shared.clone(), self.key.clone());
+        let open = async move { fill::open(&shared, &key, index, true, None).await };
+        self.ahead = Some((index, tokio::spawn(open)));
+    }
+
+    /// Opens slice `index`: the prefetched source if it is that slice, else now.
+    async fn open(&mut self, index: u64, avoid: Option<StreamId>) -> Result<Source, io::Error> {
+        // A prefetch of another slice (or one whose stream must be avoided) is
+        // dropped: the detached task still completes the fill for others.
+        if let Some((ahead, handle)) = self.ahead.take()
+            && ahead == index
+            && avoid.is_none()
+        {
+            return match handle.await {
+                Ok(opened) => opened.map_err(broken),
+                Err(e) => Err(broken(format!("prefetch of slice {index} failed: {e}"))),
+            };
+        }
+        fill::open(&self.shared, &self.key, index, self.may_fetch, avoid)
+            .await
+            .map_err(broken)
     }
 
     /// Into a streaming HTTP body; an error ends the body abnormally (reset or
@@ -70,13 +116,28 @@ impl RangeBody {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, io::Error>> {
         let mut avoid = None;
         while self.pos < self.end {
-            let Some(source) = &mut self.source else {
-                let index = self.pos / self.slice_size;
-                match fill::open(&self.shared, &self.key, index, self.may_fetch, avoid.take()).await
-                {
+            let index = self.pos / self.slice_size;
+            if self.source.is_none() {
+                match self.open(index, avoid.take()).await {
                     Ok(source) => self.source = Some(source),
-                    Err(e) => return Some(Err(broken(e))),
+                    Err(e) => return Some(Err(e)),
                 }
+            }
+            // Only when this source stops at the slice border. A whole-object fill
+            // (origin without ranges) goes on past it by itself, and a prefetch
+            // would register a second, unread reader on that very stream: once its
+            // ring wrapped, the fill would wait for that reader and this body for
+            // the fill (seen as a hang in the late-joiner test).
+            let next = (index + 1).saturating_mul(self.slice_size);
+            let stops = match &self.source {
+                Some(Source::Piece { .. }) => true,
+                Some(Source::Tail { head, .. }) => head.body_end.is_some_and(|e| e <= next),
+                None => false,
+            };
+            if stops {
+                self.prefetch(index + 1);
+            }
+            let Some(source) = &mut self.source else {
                 continue;
             };
             match source {

@@ -478,6 +478,33 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_slice_is_requested_while_the_current_one_streams() {
+    let (origin, _dir, proxy, c) = harness(MIB).await;
+    // 64 chunks of 16 KiB, 20 ms apart: slice 0 takes over a second to arrive.
+    origin.add("/ahead", Spec::new(3 * MIB, 35).delay_ms(20));
+    let (_head, body) = read_first_frame(&c, &format!("http://{}/ahead", proxy.addr)).await;
+    let sent = || origin.state.sent.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..400 {
+        if origin.requests("/ahead").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ranges: Vec<Option<String>> = origin.requests("/ahead").into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        ranges,
+        vec![
+            Some("bytes=0-1048575".into()),
+            Some("bytes=1048576-2097151".into())
+        ]
+    );
+    // Asked before slice 0 was through, and the client has read one frame only.
+    assert!(sent() < MIB, "slice 1 asked only after {} bytes", sent());
+    drop(body);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_then_replay_serves_offline_and_504s_misses() {
     let origin = Origin::start().await;
     origin.add("/rec", Spec::new(200 * KIB, 11).cache_control("no-store"));
