@@ -28,10 +28,16 @@ pub enum Mode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// Origin base URL, `http://host:port` (cleartext TCP).
+    /// Origin base URL, `http://host[:port]` (cleartext TCP) or `https://host[:port]`
+    /// (TLS, certificate checked for `host`).
     pub upstream: String,
-    /// Speak HTTP/2 to the origin with prior knowledge (h2c) instead of HTTP/1.1.
+    /// Speak only HTTP/2 to the origin: with prior knowledge (h2c) on `http://`, by
+    /// offering only `h2` in ALPN on `https://`. Off: HTTP/1.1 on `http://`, the
+    /// origin's ALPN pick of `h2` or `http/1.1` on `https://`.
     pub upstream_http2: bool,
+    /// PEM file of CA certificates trusted for an `https://` origin besides the
+    /// system's (e.g. a private CA or a self-signed origin certificate).
+    pub upstream_ca: Option<PathBuf>,
     /// Address the proxy listens on (cleartext HTTP/1.1 and h2c).
     pub listen: SocketAddr,
     /// Directory of the disk (L2) cache.
@@ -62,6 +68,7 @@ impl Default for ProxyConfig {
         Self {
             upstream: String::new(),
             upstream_http2: false,
+            upstream_ca: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cache_dir: PathBuf::from("./proxy-cache"),
             l1_bytes: 256 * 1024 * 1024,
@@ -102,6 +109,14 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// The `upstream_ca` file cannot be used.
+    #[error("upstream_ca {path}: {reason}")]
+    UpstreamCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl ProxyConfig {
@@ -123,9 +138,27 @@ impl ProxyConfig {
             .upstream
             .parse()
             .map_err(|e| ConfigError::Invalid(format!("upstream {:?}: {e}", self.upstream)))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream must be http://host[:port] or https://host[:port], got {:?}",
+                    self.upstream
+                )));
+            }
+        };
+        if uri.host().is_none_or(str::is_empty) {
             return Err(ConfigError::Invalid(format!(
-                "upstream must be http://host[:port], got {:?}",
+                "upstream {:?} has no host",
+                self.upstream
+            )));
+        }
+        // A CA that would never be consulted is a mistake worth saying at start-up.
+        if let (Some(ca), false) = (&self.upstream_ca, https) {
+            return Err(ConfigError::Invalid(format!(
+                "upstream_ca {} is set but upstream {:?} is not https://",
+                ca.display(),
                 self.upstream
             )));
         }
@@ -171,11 +204,38 @@ mod tests {
             f(&mut c);
             c.validate().is_err()
         };
-        assert!(bad(|c| c.upstream = "https://origin".into()));
+        assert!(bad(|c| c.upstream = "ftp://origin".into()));
         assert!(bad(|c| c.upstream = "not a url".into()));
+        assert!(bad(|c| c.upstream = "/no/host".into()));
+        assert!(bad(|c| c.upstream_ca = Some("ca.pem".into())));
         assert!(bad(|c| c.slice_size = 100));
         assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
         assert!(bad(|c| c.max_fills = 0));
         assert!(toml::from_str::<ProxyConfig>("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn https_upstream_accepted_with_or_without_ca() {
+        let c: ProxyConfig = toml::from_str(
+            "upstream = \"https://origin.example:8443\"\nupstream_ca = \"/etc/origin-ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream_ca.as_deref(),
+            Some(Path::new("/etc/origin-ca.pem"))
+        );
+        assert!(c.validate().is_ok());
+        let no_ca = ProxyConfig {
+            upstream_ca: None,
+            upstream: "https://origin.example".into(),
+            ..c.clone()
+        };
+        assert!(no_ca.validate().is_ok());
+        let ftp = ProxyConfig {
+            upstream: "ftp://origin.example".into(),
+            ..c
+        };
+        let err = ftp.validate().unwrap_err().to_string();
+        assert!(err.contains("https://host"), "{err}");
     }
 }

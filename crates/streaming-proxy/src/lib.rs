@@ -58,11 +58,15 @@
 //!
 //! # Absent
 //!
-//! The origin is reached over HTTP/1.1 or, with `upstream_http2`, HTTP/2 with prior
-//! knowledge (h2c); connections are pooled and reused either way.
+//! An `http://` origin is reached over HTTP/1.1 or, with `upstream_http2`, HTTP/2
+//! with prior knowledge (h2c). An `https://` origin is reached over TLS (rustls,
+//! ring), its certificate checked against the system's roots plus `upstream_ca`;
+//! ALPN lets it pick HTTP/2 or HTTP/1.1 (only `h2` is offered with
+//! `upstream_http2`). Connections are pooled and reused either way.
 //!
-//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTPS to the
-//! origin; multi-range requests (answered with the whole object),
+//! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTP/3 to the
+//! origin; client certificates towards the origin; multi-range requests (answered
+//! with the whole object),
 //! `If-Match`; `Vary` variants; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); draining fills on

@@ -16,12 +16,16 @@ struct Cli {
     /// TOML file with any of the settings below (snake_case keys).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Origin base URL, e.g. http://127.0.0.1:9000.
+    /// Origin base URL, e.g. http://127.0.0.1:9000 or https://origin.example.
     #[arg(long)]
     upstream: Option<String>,
-    /// Speak HTTP/2 (h2c, prior knowledge) to the origin instead of HTTP/1.1.
+    /// Speak only HTTP/2 to the origin: h2c with prior knowledge on http://, ALPN
+    /// offering only h2 on https:// (without it: HTTP/1.1, or the origin's ALPN pick).
     #[arg(long)]
     upstream_http2: bool,
+    /// PEM file of extra CA certificates trusted for an https:// origin.
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
     /// Listen address, e.g. 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -57,6 +61,7 @@ impl Cli {
         c.upstream = self.upstream.unwrap_or(c.upstream);
         // A switch: the flag can turn HTTP/2 on, never off a file's `true`.
         c.upstream_http2 |= self.upstream_http2;
+        c.upstream_ca = self.upstream_ca.or(c.upstream_ca);
         c.listen = self.listen.unwrap_or(c.listen);
         c.cache_dir = self.cache_dir.unwrap_or(c.cache_dir);
         c.mode = self.mode.unwrap_or(c.mode);

@@ -92,10 +92,22 @@ fn simple(status: StatusCode, cache: CacheStatus, text: &str) -> Response<Body> 
 }
 
 impl StreamingProxy {
-    /// Builds the proxy: validates `config`, opens the cache tiers (rebuilding the disk
-    /// index) and the origin client.
+    /// Builds the proxy: validates `config`, builds the origin client (reading
+    /// `upstream_ca` and the system's trust roots for an `https://` origin) and opens
+    /// the cache tiers (rebuilding the disk index).
     pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
         config.validate()?;
+        let base = config
+            .upstream
+            .parse()
+            .map_err(|e| crate::config::ConfigError::Invalid(format!("upstream: {e}")))?;
+        // Before the cache is opened: a bad `upstream_ca` stops start-up untouched.
+        let upstream = Upstream::new(
+            base,
+            Duration::from_secs(config.upstream_timeout_secs),
+            config.upstream_http2,
+            config.upstream_ca.as_deref(),
+        )?;
         let metrics = Arc::new(Metrics::default());
         let cache = Arc::new(TieredCache::open(
             &config.cache_dir,
@@ -103,15 +115,6 @@ impl StreamingProxy {
             config.l2_bytes,
             metrics.clone(),
         ));
-        let base = config
-            .upstream
-            .parse()
-            .map_err(|e| crate::config::ConfigError::Invalid(format!("upstream: {e}")))?;
-        let upstream = Upstream::new(
-            base,
-            Duration::from_secs(config.upstream_timeout_secs),
-            config.upstream_http2,
-        );
         let fills = Fills::new(config.max_fills, config.slice_size)?;
         Ok(Self {
             shared: Arc::new(Shared {

@@ -1,6 +1,7 @@
 //! Test fixtures: a real origin on loopback serving generated objects (with or
-//! without range support, counting requests, able to die mid-body or stop), a proxy
-//! served by web-service, and an HTTP/1.1 client.
+//! without range support, counting requests, able to die mid-body or stop; over
+//! HTTP/1.1, h2c or TLS with ALPN), a proxy served by web-service, and an HTTP/1.1
+//! client.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -133,13 +134,34 @@ pub struct OriginState {
     pub sent: std::sync::atomic::AtomicU64,
     /// TCP connections accepted.
     pub connections: std::sync::atomic::AtomicU64,
+    /// TLS origins: the ALPN protocol negotiated on each completed handshake, in
+    /// order (`None`: no ALPN, HTTP/1.1 is spoken).
+    pub alpn: Mutex<Vec<Option<String>>>,
+}
+
+/// How an origin speaks on its connections.
+#[derive(Clone)]
+enum Wire {
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    H2c,
+    /// TLS; HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
+    Tls(Arc<rustls::ServerConfig>),
 }
 
 pub struct Origin {
     pub addr: SocketAddr,
     pub state: Arc<OriginState>,
+    /// TLS origins: PEM file of the self-signed certificate, to trust as a CA.
+    pub ca_file: Option<std::path::PathBuf>,
+    tls: bool,
+    _ca_dir: Option<tempfile::TempDir>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// ALPN identifiers.
+pub const H2: &str = "h2";
+pub const HTTP11: &str = "http/1.1";
 
 impl Origin {
     pub async fn start() -> Self {
@@ -147,19 +169,51 @@ impl Origin {
     }
 
     pub async fn start_on(addr: SocketAddr) -> Self {
-        Self::listen(addr, false).await
+        Self::listen(addr, Wire::Http1).await
     }
 
     /// An origin that speaks only HTTP/2 (prior knowledge, no HTTP/1.1 fallback).
     pub async fn start_h2() -> Self {
-        Self::listen("127.0.0.1:0".parse().unwrap(), true).await
+        Self::listen("127.0.0.1:0".parse().unwrap(), Wire::H2c).await
     }
 
-    async fn listen(addr: SocketAddr, h2: bool) -> Self {
+    /// An https origin with a fresh self-signed certificate for `localhost` and
+    /// `127.0.0.1` (written to [`Origin::ca_file`]), offering `alpn` (e.g. `[H2,
+    /// HTTP11]`) and serving whichever the handshake picks.
+    pub async fn start_tls(alpn: &[&str]) -> Self {
+        Self::start_tls_for(&["localhost", "127.0.0.1"], alpn).await
+    }
+
+    /// [`Origin::start_tls`] with a certificate valid for `names` only.
+    pub async fn start_tls_for(names: &[&str], alpn: &[&str]) -> Self {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::generate_simple_self_signed(names).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("origin-ca.pem");
+        std::fs::write(&ca_file, cert.cert.pem()).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        tls.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let mut origin =
+            Self::listen("127.0.0.1:0".parse().unwrap(), Wire::Tls(Arc::new(tls))).await;
+        origin.ca_file = Some(ca_file);
+        origin._ca_dir = Some(dir);
+        origin
+    }
+
+    async fn listen(addr: SocketAddr, wire: Wire) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(OriginState::default());
         let st = state.clone();
+        let tls = matches!(wire, Wire::Tls(_));
         let task = tokio::spawn(async move {
             // Connections live in the JoinSet: aborting the accept task drops them all.
             let mut conns = JoinSet::new();
@@ -170,22 +224,43 @@ impl Origin {
                 st.connections
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let st = st.clone();
+                let wire = wire.clone();
                 conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
-                    let io = TokioIo::new(tcp);
-                    let _ = if h2 {
-                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, service)
-                            .await
-                    } else {
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await
-                    };
+                    match wire {
+                        Wire::Http1 => serve_conn(TokioIo::new(tcp), false, st).await,
+                        Wire::H2c => serve_conn(TokioIo::new(tcp), true, st).await,
+                        Wire::Tls(config) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                            // A client that rejects the certificate ends here.
+                            let Ok(stream) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let alpn = stream
+                                .get_ref()
+                                .1
+                                .alpn_protocol()
+                                .map(|p| String::from_utf8_lossy(p).into_owned());
+                            let h2 = alpn.as_deref() == Some(H2);
+                            st.alpn.lock().unwrap().push(alpn);
+                            serve_conn(TokioIo::new(stream), h2, st).await;
+                        }
+                    }
                 });
             }
         });
-        Self { addr, state, task }
+        Self {
+            addr,
+            state,
+            ca_file: None,
+            tls,
+            _ca_dir: None,
+            task,
+        }
+    }
+
+    /// ALPN protocols negotiated so far, one per TLS connection.
+    pub fn alpn(&self) -> Vec<Option<String>> {
+        self.state.alpn.lock().unwrap().clone()
     }
 
     /// TCP connections accepted so far.
@@ -196,7 +271,8 @@ impl Origin {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn add(&self, path: &str, spec: Spec) {
@@ -233,6 +309,23 @@ impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Serves one origin connection in HTTP/2 (`h2`) or HTTP/1.1 until it ends.
+async fn serve_conn<I>(io: I, h2: bool, st: Arc<OriginState>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| serve(st.clone(), req));
+    let _ = if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await
+    };
 }
 
 type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
