@@ -60,23 +60,23 @@ impl RangeBody {
         }
     }
 
-    /// Starts opening slice `index` in the background when it is part of the
-    /// range, not stored and may be fetched. At most one slice ahead: enough to
-    /// hide the origin's latency, and the memory stays one extra slice per reader.
+    /// Starts opening slice `index` in the background (reading it from the cache or,
+    /// if allowed, fetching it) when it is part of the range. At most one slice
+    /// ahead: enough to hide the origin's or the disk's latency, and the memory
+    /// stays one extra slice per reader.
     fn prefetch(&mut self, index: u64) {
-        if !self.may_fetch
-            || self.ahead.is_some()
+        if self.ahead.is_some()
             || self.prefetched.is_some_and(|p| p >= index)
             || index.saturating_mul(self.slice_size) >= self.end
         {
             return;
         }
         self.prefetched = Some(index);
-        if self.shared.cache.has_piece(&self.key, index) {
-            return;
-        }
+        // Stored pieces too: one on disk is read (and checked) while this one is
+        // being sent; one in memory costs a task and nothing else.
         let (shared, key) = (self.shared.clone(), self.key.clone());
-        let open = async move { fill::open(&shared, &key, index, true, None).await };
+        let may_fetch = self.may_fetch;
+        let open = async move { fill::open(&shared, &key, index, may_fetch, None).await };
         self.ahead = Some((index, tokio::spawn(open)));
     }
 
