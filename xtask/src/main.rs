@@ -10,10 +10,14 @@
 //! * `cargo xtask bench upload [--quick]`: the same against the real
 //!   `upload-response-server` (uploads to `/discard`, 1 KiB `/echo` round
 //!   trips), written to `target/bench/upload.md`.
+//! * `cargo xtask bench proxy [--quick]`: streaming-proxy against the origin
+//!   served directly and, if installed, nginx and Varnish (see `proxy.rs`),
+//!   written to `target/bench/proxy.md`.
 //!
 //! Hand-written on `std::process` only: it must build in seconds on a fresh
 //! machine before anything else is compiled.
 
+mod proxy;
 mod web;
 
 use std::env;
@@ -30,6 +34,9 @@ fn main() -> ExitCode {
             eprintln!("       cargo xtask bench [cache|hpks|all]");
             eprintln!(
                 "       cargo xtask bench web|upload [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R]"
+            );
+            eprintln!(
+                "       cargo xtask bench proxy [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R] [--no-peers]"
             );
             return ExitCode::from(2);
         }
@@ -92,13 +99,16 @@ fn bench(args: &[String]) -> Result<(), String> {
     if which == "web" || which == "upload" {
         return web::bench(which, &args[1..]);
     }
+    if which == "proxy" {
+        return proxy::bench(&args[1..]);
+    }
     let packages: &[&str] = match which {
         "cache" => &["chunk-cache"],
         "hpks" => &["http-pack"],
         "all" => &["chunk-cache", "http-pack"],
         other => {
             return Err(format!(
-                "unknown bench {other:?}: use cache, hpks, all, web or upload"
+                "unknown bench {other:?}: use cache, hpks, all, web, upload or proxy"
             ));
         }
     };

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -133,7 +133,7 @@ impl Options {
     }
 }
 
-fn positive(value: u64, name: &str) -> Result<u32, String> {
+pub(crate) fn positive(value: u64, name: &str) -> Result<u32, String> {
     u32::try_from(value)
         .ok()
         .filter(|v| *v > 0)
@@ -182,30 +182,9 @@ impl SinkProcess {
             ws_paths,
         };
         let stdout = stdout.ok_or("sink stdout was not captured")?;
-        let (tx, rx) = mpsc::channel();
-        // Keeps reading after READY so a chatty sink never blocks on a full pipe.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // After READY nobody listens: the line is dropped, reading goes on.
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| {
-                format!(
-                    "{name} exited or printed no READY line within {READY_TIMEOUT:?} (see {})",
-                    log.display()
-                )
-            })?;
-            if let Some(rest) = line.strip_prefix("READY ") {
-                sink.https_port = https_port(rest)
-                    .ok_or_else(|| format!("{name}: cannot read the https port from {line:?}"))?;
-                break;
-            }
-        }
+        let fields = read_ready(name, stdout, &log)?;
+        sink.https_port = https_port(&fields)
+            .ok_or_else(|| format!("{name}: cannot read the https port from {fields:?}"))?;
         eprintln!("xtask: {name} ready, https port {}", sink.https_port);
         Ok(sink)
     }
@@ -228,21 +207,53 @@ impl SinkProcess {
 
 impl Drop for SinkProcess {
     fn drop(&mut self) {
-        drop(self.stdin.take());
-        // Every sink also ends on SIGTERM (the ingress only on a signal).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        stop(self.name, &mut self.child, self.stdin.take());
+    }
+}
+
+/// Ends a server: end of its stdin, then SIGTERM (every server here ends on
+/// one or the other), then a kill after 5 s.
+pub(crate) fn stop(name: &str, child: &mut Child, stdin: Option<ChildStdin>) {
+    drop(stdin);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
         }
-        eprintln!("xtask: {} ignored end of input, killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("xtask: {name} did not stop on SIGTERM, killing it");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for the `READY ...` line on a server's stdout and returns what follows
+/// `READY `; `log` is where its stderr goes, named in the error.
+pub(crate) fn read_ready(name: &str, stdout: ChildStdout, log: &Path) -> Result<String, String> {
+    let (tx, rx) = mpsc::channel();
+    // Keeps reading after READY so a chatty server never blocks on a full pipe.
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // After READY nobody listens: the line is dropped, reading goes on.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).map_err(|_| {
+            format!(
+                "{name} exited or printed no READY line within {READY_TIMEOUT:?} (see {})",
+                log.display()
+            )
+        })?;
+        if let Some(rest) = line.strip_prefix("READY ") {
+            return Ok(rest.to_string());
+        }
     }
 }
 
@@ -255,7 +266,7 @@ fn https_port(fields: &str) -> Option<u16> {
 }
 
 /// Runs loadgen and returns the JSON line it ends with.
-fn loadgen(bin: &Path, args: &[String]) -> Result<String, String> {
+pub(crate) fn loadgen(bin: &Path, args: &[String]) -> Result<String, String> {
     eprintln!("xtask: loadgen {}", args.join(" "));
     let output = Command::new(bin)
         .args(args)
@@ -278,7 +289,7 @@ fn loadgen(bin: &Path, args: &[String]) -> Result<String, String> {
 }
 
 /// The number after `"key":` in a flat JSON line written by loadgen.
-fn field(json: &str, key: &str) -> Option<f64> {
+pub(crate) fn field(json: &str, key: &str) -> Option<f64> {
     let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
     let rest = &json[start..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
@@ -556,7 +567,7 @@ fn label(proto: &str) -> &'static str {
 }
 
 /// `N cores, CPU model` from the standard library and /proc/cpuinfo.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
