@@ -28,7 +28,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::web::{field, loadgen, machine, positive, read_ready, stop};
+use crate::web::{Options, field, loadgen, machine, read_ready, stop};
 use crate::{cargo, root, run};
 
 /// The servers of one run, the origin first.
@@ -44,51 +44,21 @@ const SMALL: [u64; 2] = [1024, 100 * 1024];
 /// How long nginx or Varnish may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Options {
-    big: u64,
-    repeat: u32,
-    conns: u32,
-    requests: u64,
-    peers: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut options = Options {
-            big: 1 << 30,
-            repeat: 3,
-            conns: 100,
-            requests: 50_000,
-            peers: true,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .ok_or_else(|| format!("{name} needs a value"))
-                    .and_then(|v| v.parse::<u64>().map_err(|e| format!("{name} {v:?}: {e}")))
-            };
-            match arg.as_str() {
-                "--quick" => {
-                    options.big = 64 << 20;
-                    options.requests = 5_000;
-                    options.repeat = 2;
-                }
-                "--bytes" => options.big = value("--bytes")?.max(1),
-                "--repeat" => options.repeat = positive(value("--repeat")?, "--repeat")?,
-                "--conns" => options.conns = positive(value("--conns")?, "--conns")?,
-                "--requests" => options.requests = value("--requests")?.max(1),
-                "--no-peers" => options.peers = false,
-                other => {
-                    return Err(format!(
-                        "unknown option {other:?} for bench proxy (--quick, --bytes N, \
-                         --repeat K, --conns C, --requests R, --no-peers)"
-                    ));
-                }
-            }
-        }
-        Ok(options)
-    }
+/// 1 GiB best of 3, 50,000 requests; `--quick`: 64 MiB best of 2, 5,000.
+fn options(args: &[String]) -> Result<Options, String> {
+    let defaults = Options {
+        bytes: 1 << 30,
+        repeat: 3,
+        conns: 100,
+        requests: 50_000,
+        peers: true,
+    };
+    let quick = |o: &mut Options| {
+        o.bytes = 64 << 20;
+        o.requests = 5_000;
+        o.repeat = 2;
+    };
+    Options::parse(args, defaults, quick, "proxy")
 }
 
 /// One server under test, reachable at `http://{addr}`; dropping it stops it.
@@ -415,7 +385,7 @@ struct RateRow {
 
 /// `cargo xtask bench proxy [options]`.
 pub fn bench(args: &[String]) -> Result<(), String> {
-    let options = Options::parse(args)?;
+    let options = options(args)?;
     let root = root();
     let out_dir = root.join("target").join("bench");
     let work = out_dir.join("proxy");
@@ -452,7 +422,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let mut servers = Vec::new();
     // Twice: as shipped (the large object overflows L1, so its hits come from
     // disk), and with L1 above the object, like Varnish's memory storage.
-    let l1_big = options.big + (512 << 20);
+    let l1_big = options.bytes + (512 << 20);
     let ours = [
         (
             OURS,
@@ -491,7 +461,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 &program,
                 &origin.addr,
                 &work.join(VARNISH),
-                options.big + (512 << 20),
+                options.bytes + (512 << 20),
             )?),
             None => skipped.push("varnish: not installed"),
         }
@@ -501,7 +471,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let all: Vec<&Server> = std::iter::once(&origin).chain(&servers).collect();
 
     // The reference bytes: the origin's own answer, whatever the query.
-    let big = options.big;
+    let big = options.bytes;
     let reference = get(&loadgen_bin, &origin.url(&format!("/obj/{big}")))?;
     if reference.bytes != big {
         return Err(format!(
@@ -670,7 +640,7 @@ fn render(r: &Report<'_>) -> String {
     let _ = writeln!(
         md,
         "- HTTP/1.1 over loopback, cleartext; large object {} bytes; MiB/s = 2^20 bytes/s",
-        o.big
+        o.bytes
     );
     for (name, setup) in r.setups {
         let _ = writeln!(md, "- {name}: {setup}");
@@ -682,7 +652,7 @@ fn render(r: &Report<'_>) -> String {
     let _ = writeln!(
         md,
         "\n## Cold miss, {} bytes (a new URL per server and run, {} runs)\n",
-        o.big, o.repeat
+        o.bytes, o.repeat
     );
     let _ = writeln!(
         md,
@@ -711,7 +681,7 @@ fn render(r: &Report<'_>) -> String {
     let _ = writeln!(
         md,
         "\n## Hit, {} bytes (one warming GET, then best of {}; one connection)\n",
-        o.big, o.repeat
+        o.bytes, o.repeat
     );
     let base = r
         .hits
@@ -838,10 +808,10 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let quick = Options::parse(&["--quick".into()]).unwrap();
-        assert_eq!(quick.big, 64 << 20);
-        assert!(!Options::parse(&["--no-peers".into()]).unwrap().peers);
-        assert!(Options::parse(&["--conns".into(), "0".into()]).is_err());
-        assert!(Options::parse(&["--what".into()]).is_err());
+        let quick = options(&["--quick".into()]).unwrap();
+        assert_eq!((quick.bytes, quick.repeat), (64 << 20, 2));
+        assert!(!options(&["--no-peers".into()]).unwrap().peers);
+        assert!(options(&["--conns".into(), "0".into()]).is_err());
+        assert!(options(&["--what".into()]).is_err());
     }
 }

@@ -90,21 +90,31 @@ const UPLOAD: Subject = Subject {
 /// How long a sink may take to print its READY line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Options {
-    bytes: u64,
-    repeat: u32,
-    conns: u32,
-    requests: u64,
+/// Options shared by the end-to-end benches (`web`, `upload`, `proxy`).
+pub(crate) struct Options {
+    /// Bytes of a large transfer.
+    pub(crate) bytes: u64,
+    /// Runs of each large transfer (best kept).
+    pub(crate) repeat: u32,
+    /// Connections of the request-rate rows.
+    pub(crate) conns: u32,
+    /// Requests of each request-rate row.
+    pub(crate) requests: u64,
+    /// Whether installed peers (nginx, Varnish) are measured too (`proxy` only).
+    pub(crate) peers: bool,
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut options = Options {
-            bytes: 1 << 30,
-            repeat: 2,
-            conns: 100,
-            requests: 20_000,
-        };
+    /// Parses `args` over `defaults`; `--quick` applies `quick`, `--no-peers` is
+    /// accepted only where peers exist.
+    pub(crate) fn parse(
+        args: &[String],
+        defaults: Options,
+        quick: fn(&mut Options),
+        bench: &str,
+    ) -> Result<Self, String> {
+        let mut options = defaults;
+        let peers = options.peers;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -113,23 +123,42 @@ impl Options {
                     .and_then(|v| v.parse::<u64>().map_err(|e| format!("{name} {v:?}: {e}")))
             };
             match arg.as_str() {
-                "--quick" => {
-                    options.bytes = 64 << 20;
-                    options.requests = 2_000;
-                }
-                "--bytes" => options.bytes = value("--bytes")?,
+                "--quick" => quick(&mut options),
+                "--bytes" => options.bytes = value("--bytes")?.max(1),
                 "--repeat" => options.repeat = positive(value("--repeat")?, "--repeat")?,
                 "--conns" => options.conns = positive(value("--conns")?, "--conns")?,
                 "--requests" => options.requests = value("--requests")?.max(1),
+                "--no-peers" if peers => options.peers = false,
                 other => {
+                    let no_peers = if peers { ", --no-peers" } else { "" };
                     return Err(format!(
-                        "unknown option {other:?} for bench web \
-                         (--quick, --bytes N, --repeat K, --conns C, --requests R)"
+                        "unknown option {other:?} for bench {bench} \
+                         (--quick, --bytes N, --repeat K, --conns C, --requests R{no_peers})"
                     ));
                 }
             }
         }
         Ok(options)
+    }
+
+    /// The `web` and `upload` benches: 1 GiB best of 2, 20,000 requests.
+    fn uploads(args: &[String], bench: &str) -> Result<Self, String> {
+        let defaults = Options {
+            bytes: 1 << 30,
+            repeat: 2,
+            conns: 100,
+            requests: 20_000,
+            peers: false,
+        };
+        Self::parse(
+            args,
+            defaults,
+            |o| {
+                o.bytes = 64 << 20;
+                o.requests = 2_000;
+            },
+            bench,
+        )
     }
 }
 
@@ -327,7 +356,7 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
             ));
         }
     };
-    let options = Options::parse(args)?;
+    let options = Options::uploads(args, which)?;
     let root = root();
     let out_dir = root.join("target").join("bench");
     fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
@@ -602,10 +631,15 @@ mod tests {
 
     #[test]
     fn options_parse_and_refuse_nonsense() {
-        let quick = Options::parse(&["--quick".into()]).unwrap();
+        let parse = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            Options::uploads(&args, "web")
+        };
+        let quick = parse(&["--quick"]).unwrap();
         assert_eq!(quick.bytes, 64 << 20);
-        assert!(Options::parse(&["--repeat".into(), "0".into()]).is_err());
-        assert!(Options::parse(&["--bytes".into()]).is_err());
-        assert!(Options::parse(&["--frobnicate".into()]).is_err());
+        assert!(parse(&["--repeat", "0"]).is_err());
+        assert!(parse(&["--bytes"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--no-peers"]).is_err(), "web has no peers");
     }
 }
