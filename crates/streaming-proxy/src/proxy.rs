@@ -198,7 +198,13 @@ impl StreamingProxy {
             }
             if meta.may_serve_while_revalidating(now) {
                 // The client gets the stale copy now; the origin is asked in the
-                // background (shared with any other revalidation of this object).
+                // background: while one revalidation runs, later stale hits only
+                // read (a second task would act on the same outcome twice, e.g.
+                // purge an object re-fetched after the first purge). Two hits in
+                // the same instant may still both start one; they share its answer.
+                if lock(&shared.revalidations).contains_key(&key) {
+                    return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
+                }
                 let proxy = self.clone();
                 let stale = meta.clone();
                 tokio::spawn(async move {
