@@ -134,9 +134,8 @@ impl RangeBody {
                 Some(Source::Tail { head, .. }) => head.body_end.is_some_and(|e| e <= next),
                 None => false,
             };
-            if stops {
-                self.prefetch(index + 1);
-            }
+            // Started once this source has given good bytes: a source that fails
+            // at once (origin answering another range) must not cost a second fetch.
             let Some(source) = &mut self.source else {
                 continue;
             };
@@ -155,6 +154,9 @@ impl RangeBody {
                         .bytes_from_cache
                         .inc_by(out.len() as u64);
                     self.pos = to;
+                    if stops {
+                        self.prefetch(index + 1);
+                    }
                     return Some(Ok(out));
                 }
                 Source::Tail { head, .. } if head.relay || head.meta.total != Some(self.total) => {
@@ -186,6 +188,9 @@ impl RangeBody {
                                 .bytes
                                 .slice((self.pos - from) as usize..(to - from) as usize);
                             self.pos = to;
+                            if stops {
+                                self.prefetch(index + 1);
+                            }
                             return Some(Ok(out));
                         }
                         Ok(_) => {
