@@ -28,7 +28,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::web::{Options, field, loadgen, machine, read_ready, stop};
+use crate::web::{Options, after_key, field, loadgen, machine, read_ready, stop};
 use crate::{cargo, root, run};
 
 /// The servers of one run, the origin first.
@@ -293,23 +293,13 @@ struct Fetch {
 /// The string after `"key":` in a flat JSON line written by loadgen (the last
 /// element if it is an array of strings).
 fn text(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = json[start..].trim_start();
+    let rest = after_key(json, key)?;
     let rest = match rest.strip_prefix('[') {
         Some(list) => &list[..list.find(']')?],
         None => &rest[..rest.find([',', '}']).unwrap_or(rest.len())],
     };
     let last = rest.rsplit(',').next()?.trim();
     Some(last.trim_matches('"').to_string())
-}
-
-/// The number after `"key":`, or the first one if it is an array.
-fn number(json: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = json[start..].trim_start();
-    let rest = rest.strip_prefix('[').unwrap_or(rest);
-    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
 }
 
 fn get(bin: &Path, url: &str) -> Result<Fetch, String> {
@@ -321,10 +311,10 @@ fn get(bin: &Path, url: &str) -> Result<Fetch, String> {
         Some(Fetch {
             status: field(&json, "status")? as u16,
             bytes: field(&json, "bytes")? as u64,
-            mib_s: number(&json, "mib_s")?,
+            mib_s: field(&json, "mib_s")?,
             // To the first body byte: a proxy that sends its head before the
             // origin's bytes arrive must not look faster than it is.
-            ttfb_ms: number(&json, "first_byte_ms")?,
+            ttfb_ms: field(&json, "first_byte_ms")?,
             x_cache: text(&json, "xcache").unwrap_or_default(),
             xxh3: text(&json, "xxh3")?,
         })
@@ -798,12 +788,12 @@ mod tests {
     #[test]
     fn reads_texts_and_numbers() {
         let json = r#"{"command":"get","mib_s":[812.5,900.25],"ttfb_ms":3.5,"xcache":["MISS","HIT"],"xxh3":"00ff","status":200}"#;
-        assert_eq!(number(json, "mib_s"), Some(812.5));
-        assert_eq!(number(json, "ttfb_ms"), Some(3.5));
+        assert_eq!(field(json, "mib_s"), Some(812.5));
+        assert_eq!(field(json, "ttfb_ms"), Some(3.5));
         assert_eq!(text(json, "xcache").as_deref(), Some("HIT"));
         assert_eq!(text(json, "xxh3").as_deref(), Some("00ff"));
         assert_eq!(text(json, "command").as_deref(), Some("get"));
-        assert_eq!(number(json, "missing"), None);
+        assert_eq!(field(json, "missing"), None);
     }
 
     #[test]

@@ -317,12 +317,19 @@ pub(crate) fn loadgen(bin: &Path, args: &[String]) -> Result<String, String> {
         .ok_or_else(|| format!("loadgen {} printed no JSON line", args[0]))
 }
 
-/// The number after `"key":` in a flat JSON line written by loadgen.
+/// The number after `"key":` in a flat JSON line written by loadgen (the first
+/// one if it is an array).
 pub(crate) fn field(json: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    let rest = after_key(json, key)?;
+    let rest = rest.strip_prefix('[').unwrap_or(rest);
+    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
     rest[..end].trim().parse().ok()
+}
+
+/// What follows `"key":` in a flat JSON line, leading spaces skipped.
+pub(crate) fn after_key<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    Some(json[start..].trim_start())
 }
 
 fn cell(value: &Result<f64, String>) -> String {
