@@ -27,8 +27,9 @@
 //! # How a GET is answered
 //!
 //! Objects are keyed by path and query. Each object is cut into slices of
-//! `slice_size` bytes; a slice is stored as one *piece* in L1 (byte-bounded LRU) and
-//! L2 (one checksummed file per piece). A request is served slice by slice: a stored
+//! `slice_size` bytes; a slice is stored as one *piece* in L1 (byte-bounded LRU, where
+//! pieces of objects longer than a quarter of L1 are evicted first) and L2 (one
+//! checksummed file per piece). A request is served slice by slice: a stored
 //! piece is sent at once; a missing one is fetched from the origin with a `Range`
 //! request for that slice only (so a range of a huge object costs only its slices),
 //! through a *fill*: a chunk-cache stream that the origin's bytes are written to as

@@ -38,6 +38,10 @@ metrics! {
     bytes_from_origin: Counter = "bytes_from_origin", "Body bytes received from the origin";
     /// Origin fetches in progress.
     fills_in_progress: Gauge = "fills_in_progress", "Origin fetches in progress";
+    /// Pieces served from memory (L1).
+    l1_piece_hits: Counter = "l1_piece_hits", "Pieces served from memory";
+    /// Pieces read from disk (L2) and found intact.
+    l2_piece_reads: Counter = "l2_piece_reads", "Pieces read from disk and verified";
     /// Pieces evicted from memory.
     l1_evictions: Counter = "l1_evictions", "Pieces evicted from memory";
     /// Objects evicted from disk.

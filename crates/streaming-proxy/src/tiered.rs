@@ -17,7 +17,9 @@ use crate::metrics::Metrics;
 /// Memory (L1) and disk (L2) cache of objects cut into slices ("pieces").
 ///
 /// Metadata of every stored object is kept in memory (and on disk with L2). Reads go
-/// L1, then L2 (promoting into L1). A disk that fails a write is switched off for the
+/// L1, then L2 (promoting into L1). Pieces of an object longer than a quarter of L1
+/// are kept in L1 as cold pieces, evicted before any other: streaming one huge
+/// object (miss or hit) recycles its own pieces rather than flushing L1. A disk that fails a write is switched off for the
 /// rest of the process: the proxy goes on with L1 only, and with nothing but
 /// pass-through if L1 is too small, never failing a client request for it.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct TieredCache {
     l1: Mutex<MemoryLru>,
     l2: Option<DiskStore>,
     l2_failed: AtomicBool,
+    /// Objects longer than this are held cold in L1.
+    cold_above: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -56,6 +60,7 @@ impl TieredCache {
             l1: Mutex::new(MemoryLru::new(l1_bytes)),
             l2,
             l2_failed: AtomicBool::new(false),
+            cold_above: l1_bytes / 4,
             metrics,
         }
     }
@@ -105,11 +110,13 @@ impl TieredCache {
     pub async fn get_piece(&self, key: &str, index: u64) -> Option<Bytes> {
         let id = (key.to_owned(), index);
         if let Some(bytes) = lock(&self.l1).get(&id) {
+            self.metrics.l1_piece_hits.inc();
             return Some(bytes);
         }
         let disk = self.disk()?;
         match disk.get_piece(key, index).await {
             Ok(Some(bytes)) => {
+                self.metrics.l2_piece_reads.inc();
                 self.insert_l1(id, bytes.clone());
                 Some(bytes)
             }
@@ -127,7 +134,10 @@ impl TieredCache {
     }
 
     fn insert_l1(&self, id: (String, u64), bytes: Bytes) {
-        let evicted = lock(&self.l1).insert(id, bytes);
+        let cold = self
+            .meta(&id.0)
+            .is_none_or(|m| m.total.is_none_or(|t| t > self.cold_above));
+        let evicted = lock(&self.l1).insert(id, bytes, cold);
         self.metrics.l1_evictions.inc_by(evicted);
     }
 

@@ -168,3 +168,65 @@ async fn disk_budget_evicts_least_recently_used_objects() {
     );
     proxy.shutdown().await;
 }
+
+/// The counter `name` in the proxy's metrics.
+fn counter(proxy: &Proxy, name: &str) -> u64 {
+    let text = proxy.proxy.metrics().render();
+    let line = format!("streaming_proxy_{name}_total ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_object_streamed_through_memory_leaves_small_ones_there() {
+    let origin = Origin::start().await;
+    let (small, huge) = (128 * KIB, 4 * 1024 * KIB);
+    origin.add("/small", Spec::new(small, 31));
+    origin.add("/huge", Spec::new(huge, 32));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin, dir.path(), 64 * KIB);
+    cfg.l1_bytes = 1024 * KIB;
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    let small_sha = sha(&object_bytes(31, 0, small));
+    assert_eq!(get(&c, &proxy, "/small").await.x_cache(), "MISS");
+    proxy.idle().await;
+    let hit = get(&c, &proxy, "/small").await;
+    assert_eq!((hit.x_cache(), sha(&hit.body)), ("HIT", small_sha.clone()));
+    assert_eq!(
+        counter(&proxy, "l2_piece_reads"),
+        0,
+        "both pieces in memory"
+    );
+    // Four times L1, twice: the miss streams through memory, the hit comes from
+    // disk. Neither may push the small object out.
+    let huge_sha = sha(&object_bytes(32, 0, huge));
+    for want in ["MISS", "HIT"] {
+        let got = get(&c, &proxy, "/huge").await;
+        assert_eq!((got.x_cache(), sha(&got.body)), (want, huge_sha.clone()));
+        proxy.idle().await;
+        assert!(proxy.proxy.cache().bytes_held().0 <= 1024 * KIB);
+    }
+    let from_disk = counter(&proxy, "l2_piece_reads");
+    assert!(
+        from_disk > 0,
+        "the huge object's hit read its pieces from disk"
+    );
+    let l1_hits = counter(&proxy, "l1_piece_hits");
+    let hit = get(&c, &proxy, "/small").await;
+    assert_eq!((hit.x_cache(), sha(&hit.body)), ("HIT", small_sha));
+    assert_eq!(
+        counter(&proxy, "l2_piece_reads"),
+        from_disk,
+        "small one still in memory"
+    );
+    assert_eq!(counter(&proxy, "l1_piece_hits"), l1_hits + 2);
+    assert_eq!(
+        origin.requests("/small").len(),
+        2,
+        "one fetch per slice, once"
+    );
+    proxy.shutdown().await;
+}
