@@ -95,7 +95,7 @@ enum Command {
         /// Body bytes per request (post only).
         #[arg(long, value_parser = parse_size, default_value = "64")]
         body_bytes: u64,
-        /// post (a body of --body-bytes) or get (the URL, no body; h1, h2).
+        /// post (a body of --body-bytes) or get (the URL, no body; h1, h2, h3).
         #[arg(long, default_value = "post")]
         method: rate::Method,
         /// Count an answer whose body is not exactly this long as an error.

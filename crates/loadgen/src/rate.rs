@@ -24,7 +24,7 @@ pub enum Method {
     /// POST a pattern body of [`RateOptions::body_bytes`] (every protocol).
     #[default]
     Post,
-    /// GET the URL with no body (HTTP/1.1 and HTTP/2 only).
+    /// GET the URL with no body (HTTP/1.1, HTTP/2 and HTTP/3).
     Get,
 }
 

@@ -7,16 +7,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::HeaderValue;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
-use xxhash_rust::xxh3::Xxh3Default;
 
-use super::{Collector, GetOptions, GetResult, UploadOptions, UploadResult};
+use super::{Collector, GetOptions, GetReader, GetResult, UploadOptions, UploadResult};
 use crate::error::{Error, Result};
 use crate::net::{self, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, MaybeTls};
 use crate::source::{Chunks, Pattern};
@@ -196,15 +194,8 @@ fn get_request(
     builder: http::request::Builder,
     options: &GetOptions,
 ) -> Result<Request<PatternBody>> {
-    let builder = match &options.range {
-        Some(spec) => {
-            let value = HeaderValue::try_from(format!("bytes={spec}")).map_err(|_| {
-                Error::Argument(format!(
-                    "range {spec:?} cannot be a header value (e.g. 0-1023, 1024-, -512)"
-                ))
-            })?;
-            builder.header(http::header::RANGE, value)
-        }
+    let builder = match options.range_header()? {
+        Some(value) => builder.header(http::header::RANGE, value),
         None => builder,
     };
     Ok(builder.body(PatternBody::empty())?)
@@ -217,35 +208,12 @@ async fn read_get(
     options: &GetOptions,
     started: Instant,
 ) -> Result<GetResult> {
-    let head = started.elapsed();
     let (parts, mut body) = response.into_parts();
-    let mut collector = Collector::new(options.keep_body);
-    let mut hasher = options.hash.then(Xxh3Default::new);
-    let mut first_byte = None;
+    let mut reader = GetReader::new(options, started);
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        first_byte.get_or_insert_with(|| started.elapsed());
-        collector.push(&data);
-        if let Some(hasher) = &mut hasher {
-            hasher.update(&data);
+        if let Ok(data) = frame?.into_data() {
+            reader.push(&data);
         }
     }
-    let elapsed = started.elapsed();
-    let (received, kept) = collector.into_parts();
-    Ok(GetResult {
-        proto,
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        received,
-        head,
-        first_byte,
-        elapsed,
-        xxh3: hasher.map(|h| h.digest()),
-        body: kept,
-    })
+    Ok(reader.finish(proto, parts.status.as_u16(), parts.headers))
 }

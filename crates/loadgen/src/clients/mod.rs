@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
+use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::error::{Error, Result};
 use crate::source::{DEFAULT_CHUNK, Pattern};
@@ -109,7 +110,7 @@ impl UploadResult {
     }
 }
 
-/// What to ask for in one GET (HTTP/1.1 and HTTP/2 only).
+/// What to ask for in one GET (HTTP/1.1, HTTP/2 or HTTP/3).
 #[derive(Debug, Clone)]
 pub struct GetOptions {
     /// Sent as `Range: bytes=SPEC` when set (`0-99`, `100-`, `-500`).
@@ -128,6 +129,75 @@ impl Default for GetOptions {
             range: None,
             hash: true,
             keep_body: 4096,
+        }
+    }
+}
+
+impl GetOptions {
+    /// The `Range` header value for [`GetOptions::range`], if any.
+    fn range_header(&self) -> Result<Option<::http::HeaderValue>> {
+        self.range
+            .as_ref()
+            .map(|spec| {
+                ::http::HeaderValue::try_from(format!("bytes={spec}")).map_err(|_| {
+                    Error::Argument(format!(
+                        "range {spec:?} cannot be a header value (e.g. 0-1023, 1024-, -512)"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Reads a GET's response body as it arrives, whatever the protocol: counts,
+/// hashes, keeps a prefix and notes when the first byte came.
+pub(crate) struct GetReader {
+    started: Instant,
+    head: Duration,
+    first_byte: Option<Duration>,
+    collector: Collector,
+    hasher: Option<Xxh3Default>,
+}
+
+impl GetReader {
+    /// For a request sent at `started` whose response head has just arrived.
+    pub(crate) fn new(options: &GetOptions, started: Instant) -> Self {
+        Self {
+            started,
+            head: started.elapsed(),
+            first_byte: None,
+            collector: Collector::new(options.keep_body),
+            hasher: options.hash.then(Xxh3Default::new),
+        }
+    }
+
+    /// Takes the next body bytes.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let started = self.started;
+        self.first_byte.get_or_insert_with(|| started.elapsed());
+        self.collector.push(data);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(data);
+        }
+    }
+
+    /// The result, once the body has ended.
+    pub(crate) fn finish(self, proto: Proto, status: u16, headers: HeaderMap) -> GetResult {
+        let elapsed = self.started.elapsed();
+        let (received, body) = self.collector.into_parts();
+        GetResult {
+            proto,
+            status,
+            headers,
+            received,
+            head: self.head,
+            first_byte: self.first_byte,
+            elapsed,
+            xxh3: self.hasher.map(|h| h.digest()),
+            body,
         }
     }
 }
@@ -365,13 +435,15 @@ impl Connection {
 
     /// GETs the client's URL (no request body) and reads the whole response.
     ///
-    /// HTTP/1.1 and HTTP/2 only; a non-2xx answer is a result, not an error.
+    /// HTTP/1.1, HTTP/2 and HTTP/3 (not WebSocket); a non-2xx answer is a
+    /// result, not an error.
     pub async fn get(&mut self, options: &GetOptions) -> Result<GetResult> {
         let client = &self.client;
         match &mut self.inner {
             Inner::H1(send) => http::get_h1(send, &client.target, options).await,
             Inner::H2(send) => http::get_h2(send, &client.target, options).await,
-            Inner::H3(_) | Inner::Ws(_) => Err(unsupported_get(client.proto)),
+            Inner::H3(conn) => quic::get(&mut conn.sender(), &client.target, options).await,
+            Inner::Ws(_) => Err(unsupported_get(client.proto)),
         }
     }
 
@@ -389,13 +461,13 @@ impl Connection {
 
 /// Whether [`Connection::get`] works over `proto`.
 pub fn get_supported(proto: Proto) -> bool {
-    matches!(proto, Proto::H1 | Proto::H1Chunked | Proto::H2)
+    matches!(proto, Proto::H1 | Proto::H1Chunked | Proto::H2 | Proto::H3)
 }
 
 /// The error for a GET over a protocol that has none here.
 pub(crate) fn unsupported_get(proto: Proto) -> Error {
     Error::Argument(format!(
-        "GET is implemented over h1 and h2 only, not {proto}"
+        "GET is implemented over h1, h2 and h3, not {proto}"
     ))
 }
 

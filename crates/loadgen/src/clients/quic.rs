@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use tokio::task::JoinHandle;
 
-use super::{Collector, UploadOptions, UploadResult};
+use super::{Collector, GetOptions, GetReader, GetResult, UploadOptions, UploadResult};
 use crate::error::{Error, Result};
 use crate::net;
 use crate::source::Pattern;
@@ -114,6 +114,30 @@ pub async fn upload(
     };
     let ((), (status, collector)) = tokio::try_join!(sending, receiving)?;
     Ok(collector.finish(Proto::H3, options, started, status, None))
+}
+
+/// One GET on a new request stream; the body is read as it arrives.
+pub async fn get(send: &mut Sender, target: &Target, options: &GetOptions) -> Result<GetResult> {
+    let mut request = http::Request::get(target.absolute());
+    if let Some(range) = options.range_header()? {
+        request = request.header(http::header::RANGE, range);
+    }
+    let request = request.body(())?;
+    let started = Instant::now();
+    let mut stream = send.send_request(request).await?;
+    stream.finish().await?;
+    let response = stream.recv_response().await?;
+    let mut reader = GetReader::new(options, started);
+    while let Some(mut data) = stream.recv_data().await? {
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            let len = chunk.len();
+            reader.push(chunk);
+            data.advance(len);
+        }
+    }
+    let (parts, ()) = response.into_parts();
+    Ok(reader.finish(Proto::H3, parts.status.as_u16(), parts.headers))
 }
 
 impl Drop for H3Connection {
