@@ -40,6 +40,13 @@ pub struct ProxyConfig {
     pub upstream_ca: Option<PathBuf>,
     /// Address the proxy listens on (cleartext HTTP/1.1 and h2c).
     pub listen: SocketAddr,
+    /// A second, TLS listener: HTTP/1.1 and HTTP/2 over TCP, HTTP/3 over QUIC on
+    /// the same port number (UDP). Needs `tls_cert` and `tls_key`.
+    pub listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener.
+    pub tls_key: Option<PathBuf>,
     /// Directory of the disk (L2) cache.
     pub cache_dir: PathBuf,
     /// Byte budget of the memory (L1) cache.
@@ -70,6 +77,9 @@ impl Default for ProxyConfig {
             upstream_http2: false,
             upstream_ca: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_tls: None,
+            tls_cert: None,
+            tls_key: None,
             cache_dir: PathBuf::from("./proxy-cache"),
             l1_bytes: 256 * 1024 * 1024,
             l2_bytes: 10 * 1024 * 1024 * 1024,
@@ -169,6 +179,19 @@ impl ProxyConfig {
                 "slice_size must be between 4096 and {MAX_SLICE}"
             )));
         }
+        match (self.listen_tls, &self.tls_cert, &self.tls_key) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => {}
+            (Some(addr), _, _) => {
+                return Err(ConfigError::Invalid(format!(
+                    "listen_tls {addr} needs both tls_cert and tls_key (PEM files)"
+                )));
+            }
+            (None, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert/tls_key are set but listen_tls is not: say where to serve TLS".into(),
+                ));
+            }
+        }
         if self.max_fills == 0 {
             return Err(ConfigError::Invalid("max_fills must be > 0".into()));
         }
@@ -211,6 +234,17 @@ mod tests {
         assert!(bad(|c| c.slice_size = 100));
         assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
         assert!(bad(|c| c.max_fills = 0));
+        assert!(bad(|c| c.listen_tls = Some(c.listen)));
+        assert!(bad(|c| {
+            c.listen_tls = Some(c.listen);
+            c.tls_cert = Some("cert.pem".into());
+        }));
+        assert!(bad(|c| c.tls_key = Some("key.pem".into())));
+        let mut tls = c.clone();
+        tls.listen_tls = Some(tls.listen);
+        tls.tls_cert = Some("cert.pem".into());
+        tls.tls_key = Some("key.pem".into());
+        assert!(tls.validate().is_ok());
         assert!(toml::from_str::<ProxyConfig>("unknown_key = 1").is_err());
     }
 

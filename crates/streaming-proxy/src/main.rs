@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
-use web_service::{Body, Listen, Server, ServerConfig};
+use web_service::{Body, Listen, Server, ServerConfig, TlsIdentity};
 
 /// Caching pass-through reverse proxy. Flags override the `--config` file.
 #[derive(Debug, Parser)]
@@ -29,6 +29,16 @@ struct Cli {
     /// Listen address, e.g. 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Also listen with TLS here: HTTP/1.1 and HTTP/2 over TCP, HTTP/3 over UDP
+    /// on the same port. Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain for --listen-tls.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --listen-tls.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Disk cache directory.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -63,6 +73,9 @@ impl Cli {
         c.upstream_http2 |= self.upstream_http2;
         c.upstream_ca = self.upstream_ca.or(c.upstream_ca);
         c.listen = self.listen.unwrap_or(c.listen);
+        c.listen_tls = self.listen_tls.or(c.listen_tls);
+        c.tls_cert = self.tls_cert.or(c.tls_cert);
+        c.tls_key = self.tls_key.or(c.tls_key);
         c.cache_dir = self.cache_dir.unwrap_or(c.cache_dir);
         c.mode = self.mode.unwrap_or(c.mode);
         c.slice_size = self.slice_size.unwrap_or(c.slice_size);
@@ -96,9 +109,26 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = cli.into_config()?;
     let listen = config.listen;
     let metrics_addr = config.metrics;
+    // Read before anything is bound, so a bad certificate fails the start-up.
+    let tls = match (config.listen_tls, &config.tls_cert, &config.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, TlsIdentity::from_pem_files(cert, key)?))
+        }
+        _ => None,
+    };
     let proxy = StreamingProxy::new(config)?;
-    let server = bind_http(listen).await?;
+    let server = Server::bind(
+        ServerConfig::default(),
+        Listen {
+            http: Some(listen),
+            https: tls,
+        },
+    )
+    .await?;
     let mut ready = format!("READY http={}", server.http_addr().unwrap_or(listen));
+    if let Some(addr) = server.https_addr() {
+        let _ = write!(ready, " https={addr}");
+    }
     if let Some(addr) = metrics_addr {
         let metrics = proxy.metrics();
         let server = bind_http(addr).await?;
@@ -127,7 +157,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         });
         tracing::info!(%addr, "metrics on /metrics");
     }
-    tracing::info!(listen = ?server.http_addr(), "streaming-proxy listening");
+    tracing::info!(listen = ?server.http_addr(), tls = ?server.https_addr(), "streaming-proxy listening");
     // The bound addresses (port 0 picks one) for scripts and benchmarks; stdout
     // carries nothing else.
     println!("{ready}");
