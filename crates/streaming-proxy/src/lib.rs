@@ -67,8 +67,7 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTP/3 to the
 //! origin; client certificates towards the origin; multi-range requests (answered
-//! with the whole object),
-//! `If-Match`; `Vary` variants; forwarding
+//! with the whole object); `Vary` variants; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); draining fills on
 //! shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).

@@ -308,8 +308,9 @@ impl StreamingProxy {
         let last = end.div_ceil(meta.slice_size);
         let complete = (first..last).all(|i| self.shared.cache.has_piece(&meta.key, i));
         let replay = self.shared.config.mode == Mode::Replay;
-        // No body goes out for HEAD or a 304: missing slices do not matter then.
-        let sends_body = !ask.head_only && !ask.not_modified(&meta);
+        // No body goes out for HEAD, a 412 or a 304: missing slices do not matter then.
+        let sends_body =
+            !ask.head_only && !ask.precondition_failed(&meta) && !ask.not_modified(&meta);
         if replay && !complete && sends_body {
             return simple(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -351,6 +352,13 @@ impl StreamingProxy {
             // If-Range dropped the range: the slice opened for its first byte is
             // not where the whole object starts; the body opens its own.
             first = None;
+        }
+        if ask.precondition_failed(&meta) {
+            return simple(
+                StatusCode::PRECONDITION_FAILED,
+                status,
+                "precondition failed",
+            );
         }
         if ask.not_modified(&meta) {
             let mut response = Response::new(Body::empty());
@@ -553,6 +561,10 @@ struct Ask {
     if_modified_since: Option<u64>,
     /// `If-Range` as sent: an entity tag or an HTTP date.
     if_range: Option<String>,
+    /// `If-Match` as sent (a list of entity tags, or `*`).
+    if_match: Option<String>,
+    /// `If-Unmodified-Since` in unix seconds.
+    if_unmodified_since: Option<u64>,
 }
 
 impl Ask {
@@ -564,7 +576,29 @@ impl Ask {
             if_none_match: header(header::IF_NONE_MATCH).map(str::to_owned),
             if_modified_since: header(header::IF_MODIFIED_SINCE).and_then(meta::http_date_secs),
             if_range: header(header::IF_RANGE).map(str::to_owned),
+            if_match: header(header::IF_MATCH).map(str::to_owned),
+            if_unmodified_since: header(header::IF_UNMODIFIED_SINCE).and_then(meta::http_date_secs),
         }
+    }
+
+    /// Whether the request's preconditions fail on `meta`, so the answer is `412`
+    /// (RFC 9110 §13.2.2, evaluated first: `If-Match`, strong comparison, `*` for
+    /// any stored object; else `If-Unmodified-Since`, ignored for an object
+    /// without `Last-Modified`).
+    fn precondition_failed(&self, meta: &ObjectMeta) -> bool {
+        if let Some(tags) = &self.if_match {
+            let strong = |tag: &str| !tag.starts_with("W/");
+            let matches = tags.split(',').map(str::trim).any(|t| {
+                t == "*"
+                    || meta
+                        .etag()
+                        .map(str::trim)
+                        .is_some_and(|e| strong(e) && strong(t) && e == t)
+            });
+            return !matches;
+        }
+        let modified = meta.last_modified().and_then(meta::http_date_secs);
+        matches!((self.if_unmodified_since, modified), (Some(since), Some(m)) if m > since)
     }
 
     /// The range to serve from `meta`: the asked one, unless an `If-Range` names
