@@ -360,6 +360,34 @@ async fn contract(h2c: bool) {
     let reply = reply.await.unwrap();
     assert_eq!((reply.status, reply.text().as_str()), (200, "seeded"));
 
+    // Every call above is counted by route template and status.
+    assert_eq!(api.on("GET", "/v1/nowhere").await.status, 404);
+    let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
+    let text = metrics.text();
+    let prefix = "upload_response_worker_api_";
+    for line in [
+        r#"calls_total{route="/v1/claim",status="401"} 1"#,
+        r#"calls_total{route="/v1/streams",status="401"} 1"#,
+        r#"calls_total{route="/v1/claim",status="200"} 2"#,
+        r#"calls_total{route="/v1/claim",status="204"} 1"#,
+        r#"calls_total{route="/v1/streams/{id}/body",status="404"} 1"#,
+        r#"calls_total{route="/v1/streams/{id}/body",status="409"} 1"#,
+        r#"calls_total{route="/v1/streams/{id}/response",status="204"} 2"#,
+        r#"calls_total{route="unmatched",status="404"} 1"#,
+        // w1 and w2 read "0123456789", seed read "abc".
+        "body_bytes_total 23",
+        // "answered by w2" and "seeded".
+        "response_bytes_total 20",
+        "claims_held 0",
+        "leases_expired_total 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("{prefix}{line}")),
+            "{line} missing from:\n{text}"
+        );
+    }
+    assert_eq!(text.matches("# EOF").count(), 0, "{text}");
+
     server.stop().await;
 }
 
@@ -400,6 +428,15 @@ async fn a_claim_by_id_expires_like_any_claim() {
     assert_eq!(by_id.status, 204);
     let (again, _) = claim(&api, "heir", "/lease").await;
     assert_eq!(again, id, "the expired claim's request is offered again");
+    let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
+    let text = metrics.text();
+    for line in ["leases_expired_total 1", "claims_held 1"] {
+        let line = format!("upload_response_worker_api_{line}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
     let late = api
         .call(
             "POST",

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::metrics::ApiMetrics;
 use tokio_util::sync::CancellationToken;
 use upload_response::{Job, RequestBody};
 
@@ -67,13 +69,15 @@ impl Claim {
 pub(crate) struct Claims {
     table: Arc<Mutex<HashMap<u64, Arc<Claim>>>>,
     lease: Duration,
+    metrics: Arc<ApiMetrics>,
 }
 
 impl Claims {
-    pub(crate) fn new(lease: Duration) -> Self {
+    pub(crate) fn new(lease: Duration, metrics: Arc<ApiMetrics>) -> Self {
         Self {
             table: Arc::default(),
             lease,
+            metrics,
         }
     }
 
@@ -95,7 +99,10 @@ impl Claims {
             deadline: Mutex::new(Instant::now() + self.lease),
             cancel: CancellationToken::new(),
         });
-        lock(&self.table).insert(id, claim.clone());
+        let mut table = lock(&self.table);
+        table.insert(id, claim.clone());
+        self.metrics.claims_held.set(table.len() as i64);
+        drop(table);
         let claims = self.clone();
         let watched = Arc::downgrade(&claim);
         tokio::spawn(async move { claims.watch_lease(id, watched).await });
@@ -112,6 +119,7 @@ impl Claims {
         let mut table = lock(&self.table);
         if table.get(&id).is_some_and(|c| Arc::ptr_eq(c, claim)) {
             table.remove(&id);
+            self.metrics.claims_held.set(table.len() as i64);
         }
     }
 
@@ -154,6 +162,7 @@ impl Claims {
             // response call owns the claim, and a vanished worker shows as
             // that call's body failing.
             if self.get(id).is_some_and(|c| Arc::ptr_eq(&c, &claim)) && self.abandon(id, &claim) {
+                self.metrics.leases_expired.inc();
                 tracing::debug!(
                     stream = id,
                     worker = claim.worker,

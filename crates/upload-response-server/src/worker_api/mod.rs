@@ -3,6 +3,7 @@
 
 mod claims;
 mod error;
+mod metrics;
 mod streams;
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +26,7 @@ use web_service::Metrics;
 
 use claims::{Claim, Claims};
 pub(crate) use error::ApiError;
+use metrics::ApiMetrics;
 
 /// Longest `wait_ms` a long-poll may ask for; longer is a 400, so a typo
 /// cannot park a connection for hours.
@@ -38,6 +40,7 @@ pub(crate) struct Api {
     token: Arc<[u8]>,
     /// Cancelled when the server starts shutting down.
     stop: CancellationToken,
+    metrics: Arc<ApiMetrics>,
 }
 
 /// The worker listener's router: `/v1/...` behind the bearer token, and
@@ -49,11 +52,13 @@ pub(crate) fn router(
     lease: Duration,
     stop: CancellationToken,
 ) -> axum::Router {
+    let api_metrics = Arc::new(ApiMetrics::new());
     let api = Api {
         service: service.clone(),
-        claims: Claims::new(lease),
+        claims: Claims::new(lease, api_metrics.clone()),
         token: token.as_bytes().into(),
         stop,
+        metrics: api_metrics.clone(),
     };
     let v1 = axum::Router::new()
         .route("/v1/claim", post(claim))
@@ -70,12 +75,16 @@ pub(crate) fn router(
         )
         .route("/v1/streams/{id}/slots/{n}", get(streams::slot))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .fallback(not_found)
+        // Outside the authorization layer, so refused calls count too.
+        .layer(middleware::from_fn_with_state(api.clone(), count))
         .with_state(api);
     let metrics = get(move || {
         let service = service.clone();
-        let web = web.clone();
+        let (web, api_metrics) = (web.clone(), api_metrics.clone());
         async move {
-            let mut text = service.render_metrics();
+            let mut text = metrics::without_eof(service.render_metrics());
+            text.push_str(&api_metrics.render());
             text.push_str(&web.render_prometheus());
             (
                 StatusCode::OK,
@@ -87,7 +96,19 @@ pub(crate) fn router(
             )
         }
     });
-    v1.route("/metrics", metrics).fallback(not_found)
+    v1.route("/metrics", metrics)
+}
+
+/// Counts each call by its route template and answer status.
+async fn count(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    api.metrics.call(&route, response.status().as_u16());
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -318,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn an_undelivered_claim_is_offered_again() {
         let service = UploadResponseService::new(UploadResponseConfig::default()).unwrap();
-        let claims = Claims::new(Duration::from_secs(600));
+        let claims = Claims::new(Duration::from_secs(600), Arc::new(ApiMetrics::new()));
         let client = tokio::spawn({
             let service = service.clone();
             async move {

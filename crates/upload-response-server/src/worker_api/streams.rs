@@ -32,20 +32,27 @@ pub(super) async fn body(
         })?;
         let lease = api.claims.lease();
         claim.renew(lease);
+        let metrics = api.metrics.clone();
         let chunks = body.into_stream().map(move |chunk| {
             claim.renew(lease);
+            if let Ok(bytes) = &chunk {
+                metrics.body_bytes.inc_by(bytes.len() as u64);
+            }
             chunk
         });
         return Ok(octets(Body::from_stream(chunks)));
     }
     api.service.reader_count(id)?; // 404 for a stream not in flight
-    let service = api.service.clone();
+    let (service, metrics) = (api.service.clone(), api.metrics.clone());
     let chunks = futures_util::stream::unfold(Some(2u64), move |next| {
-        let (service, worker) = (service.clone(), worker.clone());
+        let (service, worker, metrics) = (service.clone(), worker.clone(), metrics.clone());
         async move {
             let n = next?;
             match service.tail_request_for(id, worker.as_str(), n).await {
-                Ok(TailSlot::Body(bytes)) => Some((Ok(bytes), Some(n + 1))),
+                Ok(TailSlot::Body(bytes)) => {
+                    metrics.body_bytes.inc_by(bytes.len() as u64);
+                    Some((Ok(bytes), Some(n + 1)))
+                }
                 Ok(TailSlot::End) => None,
                 Ok(TailSlot::Headers(_)) => Some((
                     Err(TailError::CorruptHead(format!("slot {n} holds a head"))),
@@ -181,6 +188,7 @@ async fn pump(
             None => return Ok(()),
             Some(Ok(bytes)) => {
                 claim.renew(api.claims.lease());
+                api.metrics.response_bytes.inc_by(bytes.len() as u64);
                 writer.send(bytes).await?;
             }
             Some(Err(e)) => {
