@@ -303,6 +303,12 @@ impl Fill {
         if let Ok(value) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, value);
         }
+        // Stored bytes are served to every client, and byte ranges of a coded
+        // body mean nothing to one that cannot decode it: ask for the plain bytes.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let answer = shared
             .upstream
             .send(Method::GET, &self.key, headers, web_service::Body::empty())

@@ -51,8 +51,10 @@
 //! # Cacheability
 //!
 //! Stored: `200` (or an aligned `206` slice of it) with a known total length, without
-//! `Cache-Control: no-store`/`private` and without `Vary` (one variant per URL is
-//! kept, so varying answers pass through). Lifetime: `s-maxage`, `max-age`,
+//! `Cache-Control: no-store`/`private`, and without `Vary` unless it names only
+//! `Accept-Encoding` on an answer that is not content-coded (fills ask for
+//! `Accept-Encoding: identity`; one variant per URL is kept, so other varying
+//! answers pass through). Lifetime: `s-maxage`, `max-age`,
 //! `Expires` - `Date`, else `default_ttl_secs`; `no-cache` means revalidate on every
 //! use. Record mode stores every 2xx with a known length forever; replay mode never
 //! contacts the origin (`504` on a miss).
@@ -67,7 +69,7 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTP/3 to the
 //! origin; client certificates towards the origin; multi-range requests (answered
-//! with the whole object); `Vary` variants; forwarding
+//! with the whole object); per-variant storage for `Vary`; forwarding
 //! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
 //! or `Cookie` are passed through whole and never stored); draining fills on
 //! shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).

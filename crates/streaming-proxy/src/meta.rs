@@ -179,8 +179,9 @@ pub fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 /// How long an answer stays fresh, or `None` when it must not be stored.
 ///
 /// Stored: 200/206 (206 being a slice of a 200 object) whose total length is known,
-/// without `no-store`, `private` or `Vary` (this cache keeps one variant per URL, so a
-/// varying answer is passed through rather than risk serving the wrong variant).
+/// without `no-store` or `private`, and without `Vary` unless [`one_variant_for_all`]
+/// holds (this cache keeps one variant per URL, so any other varying answer is passed
+/// through rather than risk serving the wrong variant).
 /// Lifetime: `s-maxage`, else `max-age`, else `Expires` - `Date`, else `default_ttl`.
 /// `no-cache` stores with lifetime zero: every use is revalidated.
 pub fn freshness(
@@ -196,7 +197,7 @@ pub fn freshness(
     if mode == Mode::Record {
         return Some(FOREVER);
     }
-    if headers.contains_key(header::VARY) {
+    if !one_variant_for_all(headers) {
         return None;
     }
     let now = now_secs();
@@ -231,6 +232,58 @@ pub fn freshness(
         return Some(now.saturating_add(expires.saturating_sub(origin_now)));
     }
     Some(now.saturating_add(default_ttl.as_secs()))
+}
+
+/// Whether an answer that may carry `Vary` is still right for every client: it
+/// varies on nothing but `Accept-Encoding` and is not content-coded (fills ask for
+/// `Accept-Encoding: identity`). Identity is acceptable to every client that does
+/// not refuse it outright, and those are passed through (see [`accepts_identity`]).
+/// This covers the common `Vary: Accept-Encoding` of compressing origins.
+pub fn one_variant_for_all(headers: &HeaderMap) -> bool {
+    let mut varies = headers
+        .get_all(header::VARY)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("*").split(','))
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .peekable();
+    if varies.peek().is_none() {
+        return true;
+    }
+    let only_encoding = varies.all(|f| f.eq_ignore_ascii_case("accept-encoding"));
+    let identity = headers.get_all(header::CONTENT_ENCODING).iter().all(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+    });
+    only_encoding && identity
+}
+
+/// Whether a request's `Accept-Encoding` allows the identity coding (RFC 9110
+/// §12.5.3: unless `identity;q=0`, or `*;q=0` with no `identity` entry).
+pub fn accepts_identity(headers: &HeaderMap) -> bool {
+    let mut identity = None;
+    let mut star = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            // A malformed weight counts as acceptable: refusing is the exception.
+            let zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            if coding.eq_ignore_ascii_case("identity") {
+                identity = Some(!zero);
+            } else if coding == "*" {
+                star = Some(!zero);
+            }
+        }
+    }
+    identity.or(star).unwrap_or(true)
 }
 
 fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<u64> {
@@ -276,7 +329,24 @@ mod tests {
             policy(n, &[("cache-control", "no-cache, max-age=60")]),
             Some(0)
         );
-        assert_eq!(policy(n, &[("vary", "accept-encoding")]), None);
+        assert_eq!(policy(n, &[("vary", "accept-encoding")]), Some(100));
+        assert_eq!(
+            policy(
+                n,
+                &[("vary", "Accept-Encoding"), ("vary", "accept-encoding")]
+            ),
+            Some(100)
+        );
+        let gzip = [("vary", "accept-encoding"), ("content-encoding", "gzip")];
+        assert_eq!(policy(n, &gzip), None);
+        let identity = [
+            ("vary", "accept-encoding"),
+            ("content-encoding", "identity"),
+        ];
+        assert_eq!(policy(n, &identity), Some(100));
+        assert_eq!(policy(n, &[("vary", "accept-encoding, user-agent")]), None);
+        assert_eq!(policy(n, &[("vary", "*")]), None);
+        assert_eq!(policy(n, &[("vary", "cookie")]), None);
         let date = httpdate::fmt_http_date(SystemTime::now());
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
         let got = policy(n, &[("date", &date), ("expires", &later)]).unwrap();
@@ -320,5 +390,25 @@ mod tests {
         assert_eq!(aged.age(905), Some(12));
         aged.stored_at = 0;
         assert_eq!(aged.age(905), None);
+    }
+
+    #[test]
+    fn identity_is_acceptable_unless_refused() {
+        let accepts = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(header::ACCEPT_ENCODING, v.parse().unwrap());
+            }
+            accepts_identity(&map)
+        };
+        assert!(accepts(&[]));
+        assert!(accepts(&[""]));
+        assert!(accepts(&["gzip, br"]));
+        assert!(accepts(&["gzip;q=1.0, identity;q=0.5"]));
+        assert!(accepts(&["*;q=0, identity"]));
+        assert!(accepts(&["gzip;q=bogus"]));
+        assert!(!accepts(&["gzip, identity;q=0"]));
+        assert!(!accepts(&["br", "Identity; Q=0.000"]));
+        assert!(!accepts(&["gzip, *;q=0"]));
     }
 }

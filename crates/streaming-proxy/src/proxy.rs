@@ -159,7 +159,10 @@ impl StreamingProxy {
             } else {
                 simple(StatusCode::NOT_FOUND, CacheStatus::Purged, "not in cache")
             }
-        } else if (method == Method::GET || method == Method::HEAD) && !personal(&request) {
+        } else if (method == Method::GET || method == Method::HEAD)
+            && !personal(&request)
+            && meta::accepts_identity(request.headers())
+        {
             self.lookup(key, &Ask::from_request(&request)).await
         } else {
             self.pass_through(key, request).await
@@ -468,6 +471,11 @@ impl StreamingProxy {
         if let Ok(v) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, v);
         }
+        // As for fills: the stored copy is the identity-coded one.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let answer = shared
             .upstream
             .send(Method::GET, &meta.key, headers, Body::empty())

@@ -747,6 +747,56 @@ async fn client_conditional_requests_get_304_from_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_accept_encoding_is_stored_once_for_every_client() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let len = 100 * KIB;
+    let mut spec = Spec::new(len, 28);
+    spec.vary = Some("Accept-Encoding".into());
+    origin.add("/v", spec);
+    let mut other = Spec::new(len, 29);
+    other.vary = Some("accept-encoding, user-agent".into());
+    origin.add("/ua", other);
+    let want = sha(&object_bytes(28, 0, len));
+    // Fills ask for identity, so a compressing origin's plain variant is stored
+    // and every client that accepts identity (all but the rarest) shares it.
+    for (accept, x_cache) in [("gzip, br", "MISS"), ("gzip", "HIT"), ("", "HIT")] {
+        let got = get_with(&c, &proxy, "/v", &[("accept-encoding", accept)]).await;
+        assert_eq!((got.status, got.x_cache()), (200, x_cache), "{accept}");
+        assert_eq!(sha(&got.body), want);
+        assert_eq!(got.header("content-encoding"), "");
+        assert_eq!(
+            got.header("vary"),
+            "Accept-Encoding",
+            "kept for caches downstream"
+        );
+        proxy.idle().await;
+    }
+    assert_eq!(origin.requests("/v").len(), 2, "one fetch per slice");
+    // A client refusing identity is passed through with its own header.
+    let gzip_only = get_with(
+        &c,
+        &proxy,
+        "/v",
+        &[("accept-encoding", "gzip, identity;q=0")],
+    )
+    .await;
+    assert_eq!(gzip_only.x_cache(), "BYPASS");
+    assert_eq!(gzip_only.header("content-encoding"), "gzip");
+    assert_eq!(origin.requests("/v").len(), 3);
+    // Varying on anything else: never stored.
+    for _ in 0..2 {
+        let got = get_with(&c, &proxy, "/ua", &[]).await;
+        assert_eq!((got.status, got.x_cache()), (200, "BYPASS"));
+    }
+    assert_eq!(
+        origin.requests("/ua").len(),
+        4,
+        "2 slices x 2 requests, none stored"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_preconditions_get_412_from_the_cache() {
     let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     let len = 100 * KIB;
@@ -756,39 +806,45 @@ async fn failed_preconditions_get_412_from_the_cache() {
     dated.last_modified = Some("Tue, 03 Nov 2026 10:00:00 GMT".into());
     origin.add("/dated", dated);
     let want = sha(&object_bytes(26, 0, len));
-    let ask = |path: &str, headers: &[(&'static str, &'static str)]| {
-        let url = format!("http://{}{path}", proxy.addr);
-        let (c, headers) = (c.clone(), headers.to_vec());
-        async move { request_with(&c, "GET", url, &headers).await }
-    };
     // The first request is a miss: its precondition is checked against what the
     // origin just sent (its first slice), which is stored all the same.
-    let miss = ask("/pre", &[("if-match", "\"v1\"")]).await;
+    let miss = get_with(&c, &proxy, "/pre", &[("if-match", "\"v1\"")]).await;
     assert_eq!((miss.status, miss.x_cache()), (412, "MISS"));
     proxy.idle().await;
-    let rest = ask("/pre", &[]).await;
+    let rest = get_with(&c, &proxy, "/pre", &[]).await;
     assert_eq!((rest.x_cache(), sha(&rest.body)), ("PARTIAL", want.clone()));
     proxy.idle().await;
     for tag in ["\"v26\"", "\"x\", \"v26\"", "*"] {
-        let got = ask("/pre", &[("if-match", tag)]).await;
+        let got = get_with(&c, &proxy, "/pre", &[("if-match", tag)]).await;
         assert_eq!((got.status, got.x_cache()), (200, "HIT"), "{tag}");
         assert_eq!(sha(&got.body), want);
     }
     // Strong comparison: a weak tag never matches.
-    assert_eq!(ask("/pre", &[("if-match", "W/\"v26\"")]).await.status, 412);
+    assert_eq!(
+        get_with(&c, &proxy, "/pre", &[("if-match", "W/\"v26\"")])
+            .await
+            .status,
+        412
+    );
     // If-Match is evaluated before If-None-Match and Range.
     let both = [("if-match", "\"v2\""), ("if-none-match", "\"v26\"")];
-    assert_eq!(ask("/pre", &both).await.status, 412);
-    let ranged = ask("/pre", &[("if-match", "\"v26\""), ("range", "bytes=10-19")]).await;
+    assert_eq!(get_with(&c, &proxy, "/pre", &both).await.status, 412);
+    let ranged = get_with(
+        &c,
+        &proxy,
+        "/pre",
+        &[("if-match", "\"v26\""), ("range", "bytes=10-19")],
+    )
+    .await;
     assert_eq!((ranged.status, ranged.body.len()), (206, 10));
     // If-Unmodified-Since against Last-Modified; ignored without Last-Modified.
-    assert_eq!(ask("/dated", &[]).await.x_cache(), "MISS");
+    assert_eq!(get_with(&c, &proxy, "/dated", &[]).await.x_cache(), "MISS");
     proxy.idle().await;
     let before = [("if-unmodified-since", "Mon, 02 Nov 2026 10:00:00 GMT")];
     let after = [("if-unmodified-since", "Tue, 03 Nov 2026 10:00:00 GMT")];
-    assert_eq!(ask("/dated", &before).await.status, 412);
-    assert_eq!(ask("/dated", &after).await.status, 200);
-    assert_eq!(ask("/pre", &before).await.status, 200);
+    assert_eq!(get_with(&c, &proxy, "/dated", &before).await.status, 412);
+    assert_eq!(get_with(&c, &proxy, "/dated", &after).await.status, 200);
+    assert_eq!(get_with(&c, &proxy, "/pre", &before).await.status, 200);
     assert_eq!(
         origin.requests("/pre").len(),
         2,

@@ -83,6 +83,11 @@ pub struct Spec {
     pub last_modified: Option<String>,
     /// `401` unless the request's `Authorization` is exactly this.
     pub auth: Option<String>,
+    /// `Vary` sent. With `accept-encoding` in it, a request without
+    /// `Accept-Encoding` (any coding acceptable, RFC 9110 §12.5.3) or naming gzip
+    /// gets `Content-Encoding: gzip` (the same bytes: only the label matters
+    /// here), like a compressing origin.
+    pub vary: Option<String>,
 }
 
 impl Spec {
@@ -99,6 +104,7 @@ impl Spec {
             shift: 0,
             last_modified: None,
             auth: None,
+            vary: None,
         }
     }
 
@@ -365,6 +371,16 @@ async fn serve(
     if let Some(cc) = &spec.cache_control {
         builder = builder.header("cache-control", cc);
     }
+    if let Some(vary) = &spec.vary {
+        builder = builder.header("vary", vary);
+        let gzip = req
+            .headers()
+            .get("accept-encoding")
+            .is_none_or(|v| v.to_str().unwrap().contains("gzip"));
+        if gzip && vary.to_ascii_lowercase().contains("accept-encoding") {
+            builder = builder.header("content-encoding", "gzip");
+        }
+    }
     if let Some(lm) = &spec.last_modified {
         builder = builder.header("last-modified", lm);
         let since = req.headers().get("if-modified-since");
@@ -618,6 +634,22 @@ pub async fn get_hashed(
 
 pub async fn get(client: &TestClient, proxy: &Proxy, path: &str) -> Got {
     request(client, "GET", format!("http://{}{path}", proxy.addr), None).await
+}
+
+/// GETs `path` with extra request headers.
+pub async fn get_with(
+    client: &TestClient,
+    proxy: &Proxy,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    request_with(
+        client,
+        "GET",
+        format!("http://{}{path}", proxy.addr),
+        headers,
+    )
+    .await
 }
 
 pub async fn get_range(client: &TestClient, proxy: &Proxy, path: &str, range: &str) -> Got {
