@@ -287,3 +287,24 @@ fn bad_configs_are_rejected() {
     assert!(ChunkCache::new(CacheConfig::new(1, 16, 1)).is_err());
     assert!(CacheConfig::default().validate().is_ok());
 }
+
+#[tokio::test]
+async fn a_reused_ring_frees_every_byte_whatever_each_stream_used() {
+    let c = cache(1, 16, 200);
+    // Large (wrapping the ring twice), small, medium, small again: each release
+    // gives back exactly what the stream held, and the next stream starts empty.
+    for slots in [450u64, 2, 130, 1] {
+        let mut w = c.try_open().unwrap();
+        let id = w.id();
+        w.add(1, b("head")).await.unwrap();
+        for _ in 0..slots {
+            w.append(b("0123456789")).await.unwrap();
+        }
+        let retained = slots.min(c.config().slots_per_stream as u64 - 1);
+        assert_eq!(c.bytes_held(), 4 + 10 * retained, "{slots} slots");
+        let last = w.end().await.unwrap();
+        assert_eq!(c.get(id, last).unwrap().unwrap().kind, SlotKind::End);
+        drop(w);
+        assert_eq!(c.bytes_held(), 0, "after {slots} slots");
+    }
+}
