@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use loadgen::clients::{Client, GetOptions, UploadOptions, mib_per_sec};
+use loadgen::clients::{Client, GetOptions, UploadOptions, get_supported, mib_per_sec};
 use loadgen::origin::Origin;
 use loadgen::rate::{self, RateOptions};
 use loadgen::report::JsonLine;
@@ -335,9 +335,9 @@ async fn get(target: TargetArgs, repeat: u32, range: Option<String>) -> Result<(
     if repeat == 0 {
         return Err(Error::Argument("--repeat must be at least 1".into()));
     }
-    if !matches!(target.proto, Proto::H1 | Proto::H2) {
+    if !get_supported(target.proto) {
         return Err(Error::Argument(format!(
-            "get speaks --proto h1 or h2, not {}",
+            "get speaks --proto h1, h2 or h3, not {}",
             target.proto
         )));
     }

@@ -409,7 +409,7 @@ fn binary_origin_and_get_speak_their_lines() {
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("h1 or h2"), "{stderr}");
+    assert!(stderr.contains("h1, h2 or h3"), "{stderr}");
     let stderr = origin.stop();
     assert!(stderr.contains("4 object requests"), "{stderr}");
 }
