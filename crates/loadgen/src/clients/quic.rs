@@ -102,13 +102,8 @@ pub async fn upload(
     let receiving = async move {
         let response = rx.recv_response().await?;
         let mut collector = Collector::new(keep);
-        while let Some(mut data) = rx.recv_data().await? {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                let len = chunk.len();
-                collector.push(chunk);
-                data.advance(len);
-            }
+        while let Some(data) = rx.recv_data().await? {
+            for_each_chunk(data, |chunk| collector.push(chunk));
         }
         Ok::<_, Error>((response.status().as_u16(), collector))
     };
@@ -128,16 +123,21 @@ pub async fn get(send: &mut Sender, target: &Target, options: &GetOptions) -> Re
     stream.finish().await?;
     let response = stream.recv_response().await?;
     let mut reader = GetReader::new(options, started);
-    while let Some(mut data) = stream.recv_data().await? {
-        while data.has_remaining() {
-            let chunk = data.chunk();
-            let len = chunk.len();
-            reader.push(chunk);
-            data.advance(len);
-        }
+    while let Some(data) = stream.recv_data().await? {
+        for_each_chunk(data, |chunk| reader.push(chunk));
     }
     let (parts, ()) = response.into_parts();
     Ok(reader.finish(Proto::H3, parts.status.as_u16(), parts.headers))
+}
+
+/// Feeds every contiguous part of a received HTTP/3 DATA buffer to `sink`.
+fn for_each_chunk(mut data: impl Buf, mut sink: impl FnMut(&[u8])) {
+    while data.has_remaining() {
+        let chunk = data.chunk();
+        let len = chunk.len();
+        sink(chunk);
+        data.advance(len);
+    }
 }
 
 impl Drop for H3Connection {

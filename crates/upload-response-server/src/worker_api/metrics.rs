@@ -32,41 +32,43 @@ pub(crate) struct ApiMetrics {
 
 impl ApiMetrics {
     pub(crate) fn new() -> Self {
+        let (calls, claims_held, leases_expired) = Default::default();
+        let (body_bytes, response_bytes) = Default::default();
         let mut registry = Registry::with_prefix("upload_response_worker_api");
-        let this = Self {
-            calls: Family::default(),
-            claims_held: Gauge::default(),
-            leases_expired: Counter::default(),
-            body_bytes: Counter::default(),
-            response_bytes: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let r = &mut registry;
+        r.register(
             "calls",
             "Worker API calls answered, by route and status",
-            this.calls.clone(),
+            Family::clone(&calls),
         );
-        registry.register(
+        r.register(
             "claims_held",
             "Requests held by remote workers' claims",
-            this.claims_held.clone(),
+            Gauge::clone(&claims_held),
         );
-        registry.register(
+        r.register(
             "leases_expired",
             "Claims given back because the worker's lease ran out",
-            this.leases_expired.clone(),
+            Counter::clone(&leases_expired),
         );
-        registry.register(
+        r.register(
             "body_bytes",
             "Request body bytes sent to remote workers",
-            this.body_bytes.clone(),
+            Counter::clone(&body_bytes),
         );
-        registry.register(
+        r.register(
             "response_bytes",
             "Response body bytes received from remote workers",
-            this.response_bytes.clone(),
+            Counter::clone(&response_bytes),
         );
-        Self { registry, ..this }
+        Self {
+            registry,
+            calls,
+            claims_held,
+            leases_expired,
+            body_bytes,
+            response_bytes,
+        }
     }
 
     /// Counts one answered call.
