@@ -66,6 +66,18 @@ pub struct Cli {
     /// Largest request body, else 413 [default: 17179869184 (16 GiB)].
     #[arg(long)]
     pub max_body_bytes: Option<u64>,
+    /// Requests one client IP address may have in flight, else 429 + Retry-After;
+    /// also caps HTTP/2 and HTTP/3 concurrent streams per connection [default: 64].
+    #[arg(long)]
+    pub max_streams_per_client: Option<usize>,
+    /// No request body byte for this long while the body is incomplete: 408
+    /// (a reset once the response started) [default: 30000].
+    #[arg(long)]
+    pub body_idle_timeout_ms: Option<u64>,
+    /// After the response head, the worker writing nothing or the client
+    /// reading nothing for this long resets the response [default: 30000].
+    #[arg(long)]
+    pub response_idle_timeout_ms: Option<u64>,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 10000].
     #[arg(long)]
     pub drain_timeout_ms: Option<u64>,
@@ -95,6 +107,9 @@ pub struct FileConfig {
     claim_timeout_ms: Option<u64>,
     queue_timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
+    max_streams_per_client: Option<usize>,
+    body_idle_timeout_ms: Option<u64>,
+    response_idle_timeout_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     worker_lease_ms: Option<u64>,
 }
@@ -172,7 +187,22 @@ impl Settings {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(defaults.max_body_bytes),
+            max_streams_per_client: cli
+                .max_streams_per_client
+                .or(file.max_streams_per_client)
+                .unwrap_or(defaults.max_streams_per_client),
+            body_idle_timeout_ms: cli
+                .body_idle_timeout_ms
+                .or(file.body_idle_timeout_ms)
+                .unwrap_or(defaults.body_idle_timeout_ms),
+            response_idle_timeout_ms: cli
+                .response_idle_timeout_ms
+                .or(file.response_idle_timeout_ms)
+                .unwrap_or(defaults.response_idle_timeout_ms),
         };
+        if service.max_streams_per_client == 0 {
+            bail!("--max-streams-per-client must be at least 1");
+        }
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -265,6 +295,9 @@ mod tests {
         assert_eq!(s.service.slots_per_stream, 16384);
         assert_eq!(s.service.response_timeout_ms, 30000);
         assert_eq!(s.worker_lease_ms, 30000);
+        assert_eq!(s.service.max_streams_per_client, 64);
+        assert_eq!(s.service.body_idle_timeout_ms, 30000);
+        assert_eq!(s.service.response_idle_timeout_ms, 30000);
     }
 
     #[test]
@@ -273,7 +306,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\nworker_lease_ms = 1500\n",
+            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\nworker_lease_ms = 1500\nmax_streams_per_client = 3\nbody_idle_timeout_ms = 250\n",
         )
         .unwrap();
         let cli = Cli {
@@ -287,6 +320,8 @@ mod tests {
         assert_eq!(s.http, None);
         assert_eq!(s.builtins, [Builtin::Sha256]);
         assert_eq!(s.worker_lease_ms, 1500);
+        assert_eq!(s.service.max_streams_per_client, 3);
+        assert_eq!(s.service.body_idle_timeout_ms, 250);
     }
 
     #[test]

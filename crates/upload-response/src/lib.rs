@@ -42,10 +42,12 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod clients;
 mod config;
 mod dispatch;
 mod entry;
 mod error;
+mod idle;
 mod ingress;
 mod job;
 mod metrics;
@@ -54,7 +56,7 @@ mod service;
 mod websocket;
 
 pub use config::UploadResponseConfig;
-pub use error::{CoordError, ServiceError, TailError};
+pub use error::{CoordError, IngressError, ServiceError, TailError};
 pub use ingress::{BoxError, ResponseBody};
 pub use job::{Job, RequestBody, ResponseWriter, Worker, response_head};
 pub use metrics::Transport;
