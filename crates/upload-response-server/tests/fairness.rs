@@ -303,6 +303,21 @@ async fn h2_rst_stream_mid_body_is_an_abort() {
     tx.send(Ok(http_body::Frame::data(Bytes::from_static(&[1u8; 4096]))))
         .await
         .unwrap();
+    // The reset must come mid-body, not before the server took the request.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server
+        .running
+        .service
+        .streams()
+        .first()
+        .is_none_or(|s| s.request_last < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the body never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // A failing request body makes hyper reset the stream (RST_STREAM).
     tx.send(Err(std::io::Error::other("client gives up")))
         .await
@@ -457,15 +472,22 @@ async fn a_worker_silent_after_its_head_has_the_response_reset() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = tx.send(out.send(Bytes::from_static(b"late")).await);
     });
-    let client = server.h1_client("/mute");
-    let result = client.upload(&UploadOptions::default()).await;
-    // The head and the first bytes came, then the body broke off.
-    if let Ok(r) = result {
-        assert!(
-            !r.succeeded(),
-            "a silent worker's response ended cleanly: {r:?}"
-        );
-    }
+    let mut conn = TcpStream::connect(server.running.http.unwrap())
+        .await
+        .unwrap();
+    conn.write_all(b"POST /mute HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut conn).await, 200);
+    // The first bytes come, then the connection closes without the chunked
+    // body's last chunk: the client can tell the response broke off.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut rest))
+        .await
+        .expect("the silent response was never reset");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("first"), "{rest:?}");
+    assert!(!rest.ends_with("0\r\n\r\n"), "ended cleanly: {rest:?}");
     let late = tokio::time::timeout(PATIENCE, rx).await.unwrap().unwrap();
     assert!(
         late.is_err(),
