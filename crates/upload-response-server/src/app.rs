@@ -164,6 +164,14 @@ fn ingress_handler(
         let service = service.clone();
         async move {
             if ws::is_upgrade_request(&req) {
+                // Refuse a client over its limit before the upgrade: a plain
+                // 429 rather than a session that closes at once.
+                match service.admit(&req) {
+                    Ok(admission) => {
+                        req.extensions_mut().insert(admission);
+                    }
+                    Err(refused) => return Ok(refused.response().map(Body::new)),
+                }
                 return Ok(match ws::upgrade(&mut req) {
                     Ok((response, upgrade)) => {
                         let (parts, _) = req.into_parts();

@@ -545,3 +545,32 @@ async fn a_client_that_reads_nothing_has_its_response_aborted() {
     wait_idle(&server).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_past_the_default_per_client_limit_get_429() {
+    let server = probe_server(30_000).await;
+    let _seen = probe(&server, "/probe");
+    let addr = server.running.http.unwrap();
+    let url = format!("ws://{addr}/probe");
+    let mut sessions = Vec::new();
+    for _ in 0..64 {
+        let conn = connect_from("127.0.0.2", addr).await;
+        sessions.push(tokio_tungstenite::client_async(&url, conn).await.unwrap().0);
+    }
+    wait_in_flight(&server, 64).await;
+    let conn = connect_from("127.0.0.2", addr).await;
+    match tokio_tungstenite::client_async(&url, conn).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 429);
+            assert!(res.headers().contains_key("retry-after"));
+        }
+        other => panic!("the 65th session was not refused: {:?}", other.map(|_| ())),
+    }
+    // Another address is not affected.
+    let mut ws = ws_connect(&server, "/probe").await;
+    ws.send(Message::Binary(Bytes::new())).await.unwrap();
+    assert_eq!(ws_close_code(&mut ws).await, Some(1000));
+    drop(sessions);
+    wait_idle(&server).await;
+    server.stop().await;
+}

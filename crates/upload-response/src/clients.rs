@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use http::Extensions;
+use web_service::ConnInfo;
+
 use crate::entry::lock;
 use crate::error::IngressError;
 
@@ -16,6 +19,27 @@ use crate::error::IngressError;
 pub(crate) struct ClientTable {
     limit: usize,
     counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A place under the client's limit taken before a WebSocket upgrade (so a
+/// client over its limit gets a plain `429` instead of a session that closes
+/// at once), handed to the session's request as an extension. Cloning shares
+/// the one place; the first request to claim it keeps it.
+#[derive(Debug, Clone)]
+pub struct Admission(Arc<Mutex<Option<ClientPermit>>>);
+
+impl Admission {
+    pub(crate) fn new(permit: Option<ClientPermit>) -> Self {
+        Self(Arc::new(Mutex::new(permit)))
+    }
+
+    /// The place for the request carrying this admission; `None` if there is
+    /// no admission (or it was already used): the caller admits afresh.
+    pub(crate) fn take(extensions: &mut Extensions) -> Option<Option<ClientPermit>> {
+        let admission = extensions.remove::<Self>()?;
+        let permit = lock(&admission.0).take();
+        Some(permit)
+    }
 }
 
 /// One request's place under its client's limit; released on drop.
@@ -45,6 +69,18 @@ impl ClientTable {
             table: self.clone(),
             ip,
         })
+    }
+
+    /// Admits a request by its `ConnInfo`; without one (the in-process API)
+    /// there is nobody to count.
+    pub(crate) fn admit_conn(
+        self: &Arc<Self>,
+        extensions: &Extensions,
+    ) -> Result<Option<ClientPermit>, IngressError> {
+        match extensions.get::<ConnInfo>() {
+            Some(conn) => self.admit(conn.remote_addr.ip()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Requests `ip` has in flight.

@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info_span};
 use web_service::ConnInfo;
 
 use crate::UploadResponseService;
-use crate::clients::ClientPermit;
+use crate::clients::{Admission, ClientPermit};
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::IngressError;
 use crate::idle::{GuardedBody, millis};
@@ -59,6 +59,19 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 impl UploadResponseService {
+    /// Takes the request's place under `max_streams_per_client` ahead of
+    /// [`handle`](Self::handle), e.g. before a WebSocket upgrade: put the
+    /// [`Admission`] into the extensions of the request given to `handle`
+    /// (`serve_websocket` keeps the upgrade request's extensions). A client
+    /// over its limit gets [`IngressError::ClientBusy`]: answer its
+    /// [`response`](IngressError::response).
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<Admission, IngressError> {
+        self.inner
+            .clients
+            .admit_conn(req.extensions())
+            .map(Admission::new)
+    }
+
     /// Serves one request: streams it into the request cache, offers it to
     /// workers, and returns the worker's response, whose body streams from
     /// the response cache as the worker writes it. Failures map to the
@@ -107,10 +120,14 @@ impl UploadResponseService {
         };
         // Before any stream is allocated: a client over its share never
         // takes a stream another client could use.
-        let client = match conn.map(|c| self.inner.clients.admit(c.remote_addr.ip())) {
-            Some(Err(e)) => return refusal(&e),
-            Some(Ok(permit)) => Some(permit),
-            None => None,
+        let mut parts = parts;
+        let admitted = match Admission::take(&mut parts.extensions) {
+            Some(admitted) => Ok(admitted),
+            None => self.inner.clients.admit_conn(&parts.extensions),
+        };
+        let client = match admitted {
+            Ok(permit) => permit,
+            Err(e) => return refusal(&e),
         };
         let created = Instant::now();
         let start = TokioInstant::now();
@@ -477,6 +494,15 @@ pub(crate) fn refusal(failure: &IngressError) -> Response<ResponseBody> {
     }
     res.extensions_mut().insert(failure.clone());
     res
+}
+
+impl IngressError {
+    /// The response a client gets for this failure before any response
+    /// started: [`status`](Self::status), a one-line text, `Retry-After`
+    /// where a retry can cure it.
+    pub fn response(&self) -> Response<ResponseBody> {
+        refusal(self)
+    }
 }
 
 /// A short text response (errors and refusals).

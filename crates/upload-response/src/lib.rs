@@ -55,6 +55,7 @@ mod route;
 mod service;
 mod websocket;
 
+pub use clients::Admission;
 pub use config::UploadResponseConfig;
 pub use error::{CoordError, IngressError, ServiceError, TailError};
 pub use ingress::{BoxError, ResponseBody};
