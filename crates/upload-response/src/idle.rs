@@ -38,8 +38,9 @@ pin_project! {
         #[pin]
         deadline: Sleep,
         idle: Duration,
-        // The deadline runs only while the ingress waits for a frame: time the
-        // ingress spends on backpressure (a slow worker) is not the client's.
+        // The deadline runs only while the ingress waits for a frame (from the
+        // first pending poll to the next frame): time the ingress spends on
+        // backpressure (a slow worker) is not the client's.
         waiting: bool,
         declared: Option<u64>,
         received: u64,
@@ -78,10 +79,6 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
-        if !*this.waiting {
-            this.deadline.as_mut().reset(Instant::now() + *this.idle);
-            *this.waiting = true;
-        }
         let fail = |done: &mut bool, e: IngressError| {
             *done = true;
             Poll::Ready(Some(Err(BoxError::from(e))))
@@ -114,10 +111,18 @@ where
                     Poll::Ready(None)
                 }
             },
-            Poll::Pending => match this.deadline.poll(cx) {
-                Poll::Ready(()) => fail(this.done, IngressError::BodyIdle(millis(*this.idle))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                // Armed on the first wait only: a body whose frames are ready
+                // when asked for (most small requests) never touches the timer.
+                if !*this.waiting {
+                    this.deadline.as_mut().reset(Instant::now() + *this.idle);
+                    *this.waiting = true;
+                }
+                match this.deadline.poll(cx) {
+                    Poll::Ready(()) => fail(this.done, IngressError::BodyIdle(millis(*this.idle))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
