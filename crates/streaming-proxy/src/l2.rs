@@ -164,6 +164,15 @@ fn is_object_dir_name(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Whether a name in the cache root is one of [`write_file_durably`]'s temporaries.
+fn is_temporary_name(name: &str) -> bool {
+    name.ends_with(".tmp")
+        && (name.starts_with(MARKER)
+            || name
+                .get(..33)
+                .is_some_and(|p| is_object_dir_name(&p[..32]) && p.ends_with('.')))
+}
+
 /// The checksum of a piece: key, index and version bound to its bytes, so a file
 /// moved to another object, index or version fails it.
 fn checksum(key: &str, index: u64, version: u64, bytes: &[u8]) -> u64 {
@@ -214,7 +223,7 @@ fn claim_root(root: &Path) -> Result<(), CacheDirError> {
             return Err(CacheDirError::Foreign(root.to_owned()));
         }
     }
-    write_file_durably(&root.join(MARKER), &[MARKER_TEXT.as_bytes()]).map_err(io_err)
+    write_file_durably(root, &root.join(MARKER), &[MARKER_TEXT.as_bytes()]).map_err(io_err)
 }
 
 impl DiskStore {
@@ -237,6 +246,11 @@ impl DiskStore {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name == MARKER {
+                continue;
+            }
+            if is_temporary_name(&name) {
+                // Left by a crash between write and rename.
+                let _ = std::fs::remove_file(entry.path());
                 continue;
             }
             if !is_object_dir_name(&name) || !entry.path().is_dir() {
@@ -321,7 +335,7 @@ impl DiskStore {
                 std::fs::create_dir(&dir)?;
                 sync_dir(&root)?;
             }
-            write_file_durably(&path, &[text.as_bytes()])
+            write_file_durably(&root, &path, &[text.as_bytes()])
         })
         .await?;
         let victims = {
@@ -392,7 +406,8 @@ impl DiskStore {
         let path = piece_path(&dir, index);
         let write = || {
             let (path, header, bytes) = (path.clone(), header.clone(), bytes.clone());
-            blocking(move || write_file_durably(&path, &[&header, &bytes]))
+            let root = self.root.clone();
+            blocking(move || write_file_durably(&root, &path, &[&header, &bytes]))
         };
         if let Err(e) = write().await {
             if e.kind() != io::ErrorKind::StorageFull {
@@ -423,6 +438,7 @@ impl DiskStore {
             // unlink is fine).
             drop(idx);
             let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&dir); // if this was its last file
             return Ok(evicted);
         };
         let old = object.pieces.insert(index, charge).unwrap_or(0);
@@ -579,21 +595,28 @@ fn piece_fits(meta: &ObjectMeta, version: u64, index: u64, path: &Path) -> io::R
 /// Deletes an object directory: the files the proxy writes there, then the
 /// directory (left in place if anything else is in it).
 fn remove_object_dir(dir: &Path) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == "meta" || name.ends_with(".piece") || name.ends_with(".tmp") {
-            std::fs::remove_file(&path)?;
+    // A write already past its index check may rename one more file in: look again.
+    let mut attempts = 0;
+    loop {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name == "meta" || name.ends_with(".piece") || name.ends_with(".tmp") {
+                std::fs::remove_file(&path)?;
+            }
         }
-    }
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempts < 8 => {
+                attempts += 1;
+            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => return Ok(()),
+        }
     }
 }
 
@@ -606,16 +629,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(io::Error::other)?
 }
 
-/// Writes `parts` to a temporary file, `fsync`s it, renames it to `path` and
-/// `fsync`s the directory: after a crash `path` is the old file, or the whole new
-/// one, never a part. The body is written from the caller's buffer (no copy).
-fn write_file_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+/// Writes `parts` to a temporary file in `tmp_dir` (the cache root), `fsync`s it,
+/// renames it to `path` and `fsync`s `path`'s directory: after a crash `path` is the
+/// old file, or the whole new one, never a part. The temporary lives outside the
+/// object's directory so that a purge emptying that directory never races a file
+/// being written into it (a late rename into a removed directory just fails). The
+/// body is written from the caller's buffer (no copy).
+fn write_file_durably(tmp_dir: &Path, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     use std::io::Write;
     // Unique per write: two writers of one file (a slice fill and a whole-object
     // fill) never share a temporary.
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut tag = name(path).unwrap_or_default();
+    if dir != tmp_dir {
+        tag = format!("{}.{tag}", name(dir).unwrap_or_default());
+    }
+    let tmp = tmp_dir.join(format!("{tag}.{}.{seq}.tmp", std::process::id()));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         for part in parts {
@@ -628,7 +660,7 @@ fn write_file_durably(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(dir)
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.

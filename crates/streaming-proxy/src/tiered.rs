@@ -13,6 +13,9 @@ use crate::lock;
 use crate::meta::ObjectMeta;
 use crate::metrics::Metrics;
 
+/// Piece writes to disk queued or running at once.
+pub const DISK_WRITES: usize = 8;
+
 /// Memory (L1) and disk (L2) cache of objects cut into slices ("pieces").
 ///
 /// Reads go L1, then L2 (promoting into L1), for metadata and pieces alike. Metadata
@@ -29,6 +32,8 @@ use crate::metrics::Metrics;
 pub struct TieredCache {
     l1: Mutex<MemoryLru>,
     l2: Option<DiskStore>,
+    /// Permits for piece writes queued or running.
+    disk_writes: Arc<tokio::sync::Semaphore>,
     /// Purges so far: a metadata write that saw one happen undoes itself.
     purges: AtomicU64,
     /// Objects longer than this are held cold in L1.
@@ -70,6 +75,7 @@ impl TieredCache {
         Ok(Self {
             l1: Mutex::new(l1),
             l2,
+            disk_writes: Arc::new(tokio::sync::Semaphore::new(DISK_WRITES)),
             purges: AtomicU64::new(0),
             cold_above: l1_bytes / 4,
             metrics,
@@ -175,7 +181,7 @@ impl TieredCache {
     }
 
     /// Stores a piece of `version` ([`ObjectMeta::version`]) in both tiers.
-    pub async fn put_piece(&self, key: &str, index: u64, version: u64, bytes: Bytes) {
+    pub async fn put_piece(self: &Arc<Self>, key: &str, index: u64, version: u64, bytes: Bytes) {
         if self.put_piece_memory(key, index, version, bytes.clone()) {
             self.put_piece_disk(key, index, version, bytes).await;
         }
@@ -193,14 +199,35 @@ impl TieredCache {
     }
 
     /// Writes a piece of `version` to L2 (when L2 is on and still holds that version),
-    /// evicting objects beyond its budget.
-    pub async fn put_piece_disk(&self, key: &str, index: u64, version: u64, bytes: Bytes) {
-        if let Some(disk) = &self.l2 {
-            match disk.put_piece(key, index, version, &bytes).await {
-                Ok(evicted) => self.evicted_from_disk(evicted),
-                Err(e) => self.disk_failed(&e),
-            }
+    /// evicting objects beyond its budget. The write (`fsync`s included) runs in its
+    /// own task, so a fill moves at the origin's pace rather than the disk's; this
+    /// waits only while [`DISK_WRITES`] writes are already queued, which bounds the
+    /// memory they hold to that many pieces.
+    pub async fn put_piece_disk(
+        self: &Arc<Self>,
+        key: &str,
+        index: u64,
+        version: u64,
+        bytes: Bytes,
+    ) {
+        if self.l2.is_none() {
+            return;
         }
+        let Ok(permit) = self.disk_writes.clone().acquire_owned().await else {
+            return;
+        };
+        self.metrics.l2_writes_pending.inc();
+        let (cache, key) = (self.clone(), key.to_owned());
+        tokio::spawn(async move {
+            if let Some(disk) = &cache.l2 {
+                match disk.put_piece(&key, index, version, &bytes).await {
+                    Ok(evicted) => cache.evicted_from_disk(evicted),
+                    Err(e) => cache.disk_failed(&e),
+                }
+            }
+            cache.metrics.l2_writes_pending.dec();
+            drop(permit);
+        });
     }
 
     /// Removes an object from both tiers; returns whether anything was stored.

@@ -512,15 +512,12 @@ impl Proxy {
         }
     }
 
-    /// Waits until no fill is in progress (every piece fetched so far is stored).
+    /// Waits until no fill or disk write is in progress (every piece fetched so far
+    /// is stored).
     pub async fn idle(&self) {
         for _ in 0..1000 {
-            if self
-                .proxy
-                .metrics()
-                .render()
-                .contains("fills_in_progress 0")
-            {
+            let text = self.proxy.metrics().render();
+            if text.contains("fills_in_progress 0") && text.contains("l2_writes_pending 0") {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -761,7 +758,8 @@ impl Binary {
         let c = client();
         for _ in 0..1000 {
             let text = request(&c, "GET", url.clone(), None).await.body;
-            if String::from_utf8_lossy(&text).contains("fills_in_progress 0") {
+            let text = String::from_utf8_lossy(&text);
+            if text.contains("fills_in_progress 0") && text.contains("l2_writes_pending 0") {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
