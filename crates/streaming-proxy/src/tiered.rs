@@ -201,7 +201,7 @@ impl TieredCache {
     /// Writes a piece of `version` to L2 (when L2 is on and still holds that version),
     /// evicting objects beyond its budget. The write (`fsync`s included) runs in its
     /// own task, so a fill moves at the origin's pace rather than the disk's; this
-    /// waits only while [`DISK_WRITES`] writes are already queued, which bounds the
+    /// waits only while `DISK_WRITES` (8) writes are already queued, which bounds the
     /// memory they hold to that many pieces.
     pub async fn put_piece_disk(
         self: &Arc<Self>,
