@@ -407,7 +407,7 @@ impl DiskStore {
         let write = || {
             let (path, header, bytes) = (path.clone(), header.clone(), bytes.clone());
             let root = self.root.clone();
-            blocking(move || write_file(&root, &path, &[&header, &bytes], false))
+            blocking(move || write_file_durably(&root, &path, &[&header, &bytes]))
         };
         if let Err(e) = write().await {
             if e.kind() != io::ErrorKind::StorageFull {
@@ -636,14 +636,6 @@ async fn blocking<T: Send + 'static>(
 /// being written into it (a late rename into a removed directory just fails). The
 /// body is written from the caller's buffer (no copy).
 fn write_file_durably(tmp_dir: &Path, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
-    write_file(tmp_dir, path, parts, true)
-}
-
-/// [`write_file_durably`], with the two `fsync`s only if `sync`. Pieces skip them:
-/// each is checksummed under its key, index and version, so one a power loss left
-/// torn, empty or stale fails the check at start-up or on read and is fetched again;
-/// syncing every piece made a 1 GiB fill about four times slower on a shared disk.
-fn write_file(tmp_dir: &Path, path: &Path, parts: &[&[u8]], sync: bool) -> io::Result<()> {
     use std::io::Write;
     // Unique per write: two writers of one file (a slice fill and a whole-object
     // fill) never share a temporary.
@@ -661,16 +653,14 @@ fn write_file(tmp_dir: &Path, path: &Path, parts: &[&[u8]], sync: bool) -> io::R
         for part in parts {
             file.write_all(part)?;
         }
-        if sync {
-            file.sync_data()?;
-        }
+        file.sync_data()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    if sync { sync_dir(dir) } else { Ok(()) }
+    sync_dir(dir)
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
