@@ -52,18 +52,12 @@ impl TieredCache {
         l2_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Self, CacheDirError> {
-        let mut l1 = MemoryLru::new(l1_bytes);
         let l2 = if l2_bytes == 0 {
             None
         } else {
             match DiskStore::open(cache_dir, l2_bytes) {
-                Ok((store, stored)) => {
-                    // The most recently stored first, as many as L1 holds.
-                    for meta in stored.into_iter().rev() {
-                        l1.insert_meta(meta);
-                    }
-                    Some(store)
-                }
+                // Metadata reaches L1 when it is first asked for.
+                Ok((store, _)) => Some(store),
                 Err(e @ CacheDirError::Foreign(_)) => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "disk cache unusable: memory only");
@@ -73,7 +67,7 @@ impl TieredCache {
             }
         };
         Ok(Self {
-            l1: Mutex::new(l1),
+            l1: Mutex::new(MemoryLru::new(l1_bytes)),
             l2,
             disk_writes: Arc::new(tokio::sync::Semaphore::new(DISK_WRITES)),
             purges: AtomicU64::new(0),
@@ -131,7 +125,8 @@ impl TieredCache {
             Ok(evicted) => self.evicted_from_disk(evicted),
             Err(e) => self.disk_failed(&e),
         }
-        // Purged while the file was written: the write must not bring it back.
+        // Purged while the file was written: the write must not bring it back. (An
+        // L1 eviction of it at the same time costs its disk entry too: a refetch.)
         let purged = self.purges.load(Ordering::Acquire) != epoch
             && lock(&self.l1).meta(&meta.key).is_none();
         if purged && let Some(files) = disk.forget(&meta.key) {
