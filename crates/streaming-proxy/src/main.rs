@@ -60,6 +60,9 @@ struct Cli {
     /// Serve Prometheus `/metrics` on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Longest cache key (path and query) in bytes; longer requests get 414.
+    #[arg(long, value_name = "BYTES")]
+    max_key_bytes: Option<usize>,
 }
 
 impl Cli {
@@ -83,6 +86,7 @@ impl Cli {
         c.l2_bytes = self.l2_bytes.unwrap_or(c.l2_bytes);
         c.default_ttl_secs = self.default_ttl_secs.unwrap_or(c.default_ttl_secs);
         c.metrics = self.metrics.or(c.metrics);
+        c.max_key_bytes = self.max_key_bytes.unwrap_or(c.max_key_bytes);
         Ok(c)
     }
 }
