@@ -188,6 +188,11 @@ impl ConnState {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// No request in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0
+    }
+
     fn idle_for(&self) -> Duration {
         if self.active.load(Ordering::Acquire) > 0 {
             return Duration::ZERO;

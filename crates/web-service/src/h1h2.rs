@@ -182,7 +182,7 @@ async fn serve_io<I>(
     };
     let served = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(served);
-    let mut closing = false;
+    let mut closing = None;
     loop {
         tokio::select! {
             res = served.as_mut() => {
@@ -191,7 +191,7 @@ async fn serve_io<I>(
                 }
                 return;
             }
-            reason = conn.close_reason(&shared), if !closing => {
+            reason = conn.close_reason(&shared), if closing.is_none() => {
                 if reason == CloseReason::HeaderTimeout {
                     tracing::debug!("no request head within the header timeout; closing");
                     // The reader answers 408 (HTTP/1.1) or fails (HTTP/2); give hyper a
@@ -203,7 +203,17 @@ async fn serve_io<I>(
                 // HTTP/1.1: close after the in-flight response; HTTP/2: GOAWAY, then
                 // in-flight streams finish.
                 served.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(reason);
+            }
+            // hyper's HTTP/2 GOAWAY waits for the client's PING acknowledgement (up to
+            // the keep-alive interval and its timeout): an idle connection whose peer
+            // answers nothing is dropped after a header timeout instead.
+            () = tokio::time::sleep(shared.config.header_read_timeout),
+                if closing == Some(CloseReason::Idle) =>
+            {
+                if conn.is_idle() {
+                    return tracing::debug!("idle connection did not finish its GOAWAY; dropping");
+                }
             }
         }
     }
