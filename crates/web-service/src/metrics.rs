@@ -113,9 +113,10 @@ pub struct ProtocolStats {
 pub struct Metrics {
     protocols: [Counters; 4],
     slots: [Slots; 2],
-    /// Connections closed because their TLS handshake or first request head was late.
+    /// Connections closed (HTTP/1.1, HTTP/2) or HTTP/3 request streams dropped because a
+    /// handshake or request head was late.
     pub header_timeouts: AtomicU64,
-    /// QUIC connections refused because `max_connections` was reached.
+    /// QUIC connections refused because QUIC's `max_connections` was reached.
     pub refused_connections: AtomicU64,
     /// Requests refused with `413` from their `content-length`.
     pub bodies_too_large: AtomicU64,
@@ -231,7 +232,7 @@ impl Metrics {
         let singles = [
             (
                 "web_header_timeouts_total",
-                "Connections closed for a late handshake or request head.",
+                "Connections or HTTP/3 streams closed for a late handshake or request head.",
                 &self.header_timeouts,
             ),
             (
