@@ -133,7 +133,11 @@ async fn serve_tcp(
 ) {
     match tls {
         None => {
-            let io = TokioIo::new(ReadWatch::new(stream, conn.clone(), Wire::Unknown));
+            let io = TokioIo::new(ReadWatch::new(
+                stream,
+                conn.clone(),
+                Wire::Unknown { seen: 0 },
+            ));
             serve_io(io, shared, handler, conn, &builder).await;
         }
         Some(acceptor) => {

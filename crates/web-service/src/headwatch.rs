@@ -27,8 +27,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Which wire format the bytes are.
 #[derive(Debug)]
 pub(crate) enum Wire {
-    /// Cleartext before the first byte: HTTP/1.1 or h2c by prior knowledge.
-    Unknown,
+    /// Cleartext before its first bytes tell: HTTP/1.1 or h2c by prior knowledge
+    /// (`seen` bytes of the preface matched so far).
+    Unknown {
+        seen: usize,
+    },
     Http1,
     Http2(H2Frames),
 }
@@ -63,13 +66,21 @@ impl<T> ReadWatch<T> {
     }
 
     fn observe(&mut self, data: &[u8]) {
-        if let Wire::Unknown = self.wire {
-            let n = data.len().min(H2_PREFACE.len());
-            self.wire = if data[..n] == H2_PREFACE[..n] {
-                Wire::Http2(H2Frames::default())
+        if let Wire::Unknown { seen } = &mut self.wire {
+            let want = &H2_PREFACE[*seen..];
+            let n = data.len().min(want.len());
+            if data[..n] != want[..n] {
+                self.wire = Wire::Http1;
+            } else if *seen + n >= 3 {
+                // "PRI" is no HTTP/1.1 method: the rest is HTTP/2 frames.
+                let mut frames = H2Frames::default();
+                frames.skip -= *seen;
+                self.wire = Wire::Http2(frames);
             } else {
-                Wire::Http1
-            };
+                // Still undecided; the connection's age bounds its first head anyway.
+                *seen += n;
+                return;
+            }
         }
         match &mut self.wire {
             Wire::Http2(frames) => frames.feed(data, &self.conn),
@@ -274,6 +285,27 @@ mod tests {
             seen[end - 1..].iter().all(|h| !h),
             "done with the last payload byte"
         );
+    }
+
+    #[test]
+    fn cleartext_wire_is_told_from_its_first_bytes_even_one_at_a_time() {
+        let mut h2 = ReadWatch::new((), ConnState::for_tests(), Wire::Unknown { seen: 0 });
+        for b in H2_PREFACE {
+            h2.observe(std::slice::from_ref(b));
+        }
+        assert!(matches!(h2.wire, Wire::Http2(_)));
+        h2.observe(&frame(HEADERS, 0, &[1])[..4]);
+        assert!(
+            h2.conn.head_in_progress(),
+            "frames counted from the preface's end"
+        );
+
+        let mut h1 = ReadWatch::new((), ConnState::for_tests(), Wire::Unknown { seen: 0 });
+        h1.observe(b"P");
+        assert!(matches!(h1.wire, Wire::Unknown { seen: 1 }));
+        h1.observe(b"UT / HTTP/1.1\r\n");
+        assert!(matches!(h1.wire, Wire::Http1));
+        assert!(h1.conn.head_in_progress());
     }
 
     #[test]
