@@ -254,3 +254,32 @@ async fn h3_pinging_connections_are_closed_at_the_idle_timeout_despite_headless_
     assert!(started.elapsed() >= IDLE_TIMEOUT);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_headless_streams_of_a_pinging_client_are_cut_with_the_default_header_timeout() {
+    // The case with the defaults (10 s header timeout, 60 s idle): streams
+    // that carry one byte of a HEADERS frame while the client pings.
+    let server = Harness::start_with(web_service::ServerConfig::default()).await;
+    let (quic, _endpoint) = pinging_quic(&server).await;
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = quic.open_bi().await.unwrap();
+        send.write_all(&[HEADERS]).await.unwrap();
+        streams.push((send, recv));
+    }
+    for (send, recv) in &mut streams {
+        timeout(WAIT, stream_dropped(send, recv))
+            .await
+            .expect("headless stream cut");
+    }
+    assert!(started.elapsed() >= web_service::ServerConfig::default().header_read_timeout);
+    assert!(
+        server
+            .metrics
+            .header_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+    );
+    server.stop().await;
+}
