@@ -9,7 +9,8 @@ if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
   rustup component add clippy
 fi
 # The worker API tests drive the API with curl, as docs/worker-api.md does,
-# and run its shell worker with bash.
+# and run its shell worker with bash; the early-answer tests (web-service,
+# upload-response-server) use curl as the HTTP/1.1 and HTTP/2 client.
 if ! command -v curl > /dev/null; then
   if command -v apt-get > /dev/null; then
     apt-get update && apt-get install -y curl

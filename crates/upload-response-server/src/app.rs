@@ -89,6 +89,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         // abort the workers see.
         max_body_bytes: None,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
+        header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        lingering_bytes: settings.lingering_bytes,
+        lingering_time: Duration::from_millis(settings.lingering_time_ms),
         ..ServerConfig::default()
     };
     // The worker API is not limited per client: one remote worker process

@@ -86,6 +86,18 @@ pub struct Cli {
     /// request is offered again [default: 30000].
     #[arg(long)]
     pub worker_lease_ms: Option<u64>,
+    /// Slowloris bound: a request head (HTTP/1.1, HTTP/2, HTTP/3) must be complete
+    /// this long after its first byte, else 408 / reset [default: 10000].
+    #[arg(long)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// After an early answer (e.g. 413), this many more request body bytes are read
+    /// and discarded so the client sees the answer; past it the stream is reset
+    /// [default: 268435456 (256 MiB); 0 disables].
+    #[arg(long)]
+    pub lingering_bytes: Option<u64>,
+    /// Longest time such a body is drained after an early answer [default: 30000].
+    #[arg(long)]
+    pub lingering_time_ms: Option<u64>,
 }
 
 /// The TOML file: the same options as the flags, in snake case.
@@ -112,6 +124,9 @@ pub struct FileConfig {
     response_idle_timeout_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     worker_lease_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    lingering_bytes: Option<u64>,
+    lingering_time_ms: Option<u64>,
 }
 
 /// A built-in in-process worker.
@@ -148,6 +163,12 @@ pub struct Settings {
     pub drain_timeout_ms: u64,
     /// Remote worker claim lease.
     pub worker_lease_ms: u64,
+    /// Request head deadline on every protocol.
+    pub header_read_timeout_ms: u64,
+    /// Bytes drained after an early answer.
+    pub lingering_bytes: u64,
+    /// Time allowed for that drain.
+    pub lingering_time_ms: u64,
 }
 
 impl Settings {
@@ -158,6 +179,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let defaults = UploadResponseConfig::default();
+        let web = web_service::ServerConfig::default();
         let service = UploadResponseConfig {
             num_streams: cli
                 .num_streams
@@ -241,8 +263,25 @@ impl Settings {
                 .or(file.worker_lease_ms)
                 .unwrap_or(30_000)
                 .max(1),
+            header_read_timeout_ms: cli
+                .header_read_timeout_ms
+                .or(file.header_read_timeout_ms)
+                .unwrap_or_else(|| millis(web.header_read_timeout))
+                .max(1),
+            lingering_bytes: cli
+                .lingering_bytes
+                .or(file.lingering_bytes)
+                .unwrap_or(web.lingering_bytes),
+            lingering_time_ms: cli
+                .lingering_time_ms
+                .or(file.lingering_time_ms)
+                .unwrap_or_else(|| millis(web.lingering_time)),
         })
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn load(path: &Path) -> anyhow::Result<FileConfig> {
