@@ -42,6 +42,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod checksum;
 mod config;
 mod dispatch;
 mod entry;
@@ -50,6 +51,7 @@ mod ingress;
 mod job;
 mod metrics;
 mod route;
+mod s3_body;
 mod service;
 mod websocket;
 
