@@ -280,6 +280,9 @@ async fn wrong_content_md5_is_bad_digest_and_aborts_the_worker() {
     assert_bad_digest(status, &text, &seen.unwrap());
 }
 
+/// Request header fields of a case.
+type Headers = Vec<(&'static str, &'static str)>;
+
 #[tokio::test]
 async fn malformed_framing_and_wrong_lengths_are_400_with_an_s3_code() {
     let aws = |len: &'static str| {
@@ -290,7 +293,7 @@ async fn malformed_framing_and_wrong_lengths_are_400_with_an_s3_code() {
         ]
     };
     // (body, headers, S3 code, whether a worker gets the request at all)
-    let cases: Vec<(&[u8], Vec<(&str, &str)>, &str, bool)> = vec![
+    let cases: Vec<(&[u8], Headers, &str, bool)> = vec![
         (
             b"zz\r\nhello\r\n0\r\n\r\n",
             aws("5"),

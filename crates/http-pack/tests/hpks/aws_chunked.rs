@@ -133,6 +133,9 @@ fn empty_body_is_just_the_final_chunk() {
     );
 }
 
+/// Whether an error is the one a case expects.
+type Expect = fn(&AwsChunkedError) -> bool;
+
 #[test]
 fn malformed_framing_is_a_typed_error() {
     let limits = AwsChunkedLimits {
@@ -140,7 +143,7 @@ fn malformed_framing_is_a_typed_error() {
         max_line_len: 100,
         max_trailers: 2,
     };
-    let cases: &[(&[u8], fn(&AwsChunkedError) -> bool)] = &[
+    let cases: &[(&[u8], Expect)] = &[
         (b"zz\r\nhello\r\n", |e| {
             matches!(e, AwsChunkedError::BadChunkSize(_))
         }),
