@@ -19,3 +19,19 @@ if ! command -v curl > /dev/null; then
     exit 1
   fi
 fi
+
+# --- S3 client tests (upload-response-server/tests/s3_clients.rs) -----------
+# boto3 and the AWS CLI (v1, from PyPI) in a venv under the target dir, where
+# the tests look for it. botocore >= 1.36 sends aws-chunked bodies with
+# trailing checksums, which is what those tests exercise. Fast when present.
+s3_target="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"
+s3_venv="$s3_target/s3-venv"
+if ! "$s3_venv/bin/python" -c 'import boto3, awscli' 2> /dev/null; then
+  if ! python3 -c 'import venv, ensurepip' 2> /dev/null && command -v apt-get > /dev/null; then
+    apt-get update && apt-get install -y python3-venv
+  fi
+  mkdir -p "$s3_target"
+  python3 -m venv "$s3_venv"
+  "$s3_venv/bin/pip" install --quiet 'boto3>=1.36' 'awscli>=1.37'
+fi
+# --- end S3 client tests ----------------------------------------------------

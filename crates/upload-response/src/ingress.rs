@@ -87,7 +87,19 @@ impl UploadResponseService {
             Transport::of(req.version())
         };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
-        let res = self.handle_inner(req, transport).instrument(span).await;
+        // S3 uploads: workers see the decoded, verified body (docs/s3.md).
+        let res = match crate::s3_body::prepare(req) {
+            Err(rejection) => rejection.response(),
+            Ok((req, verdict)) => {
+                let res = self.handle_inner(req, transport).instrument(span).await;
+                // A body that failed its checks has aborted the request; the
+                // client learns why (the response has not started yet).
+                match verdict.as_ref().and_then(|v| v.get()) {
+                    Some(rejection) => rejection.response(),
+                    None => res,
+                }
+            }
+        };
         self.inner
             .metrics
             .request_done(transport, res.status().as_u16());

@@ -42,6 +42,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod checksum;
 mod clients;
 mod config;
 mod dispatch;
@@ -52,6 +53,7 @@ mod ingress;
 mod job;
 mod metrics;
 mod route;
+mod s3_body;
 mod service;
 mod websocket;
 
