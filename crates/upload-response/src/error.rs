@@ -11,6 +11,9 @@ pub enum ServiceError {
     /// Slots must hold an encoded request head.
     #[error("slot_size_kb must be at least 4 (a slot must hold the encoded request head)")]
     SlotTooSmall,
+    /// The budget must fit a few slots or nothing could ever be written.
+    #[error("memory_budget must be at least 4 slots (4 x slot_size_kb KiB)")]
+    BudgetTooSmall,
 }
 
 /// A coordination call on a stream was refused.
