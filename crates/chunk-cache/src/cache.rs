@@ -5,7 +5,9 @@ use tokio::sync::Notify;
 use crate::entry::{Cursor, Entry, STATE_ABORTED, STATE_ENDED, WriterState};
 use crate::error::{ConfigError, OpenError, ReadError, StreamError};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, lock};
-use crate::{AbortReason, CacheConfig, Slot, StreamId, StreamReader, StreamWriter};
+use crate::{
+    AbortReason, Admission, CacheConfig, MemoryBudget, Slot, StreamId, StreamReader, StreamWriter,
+};
 
 /// Where a stream stands, as seen by any holder of its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +36,13 @@ pub(crate) struct Shared {
     pub(crate) entries: Box<[Entry]>,
     free: Mutex<Vec<u32>>,
     free_notify: Notify,
+    /// Bytes this cache's streams have charged (changed under the budget's lock).
     pub(crate) bytes_held: AtomicU64,
+    /// The part of `bytes_held` charged by unclaimed streams.
+    pub(crate) unclaimed_held: AtomicU64,
     open_streams: AtomicUsize,
+    pub(crate) budget: Arc<MemoryBudget>,
+    pub(crate) admission: Admission,
 }
 
 /// A cache of `num_streams` streams, each a ring of slots (see the crate docs).
@@ -47,8 +54,21 @@ pub struct ChunkCache {
 }
 
 impl ChunkCache {
-    /// Builds a cache; rings are allocated lazily, segment by segment, as streams grow.
+    /// Builds a cache with a budget of its own that is never the binding
+    /// limit (`config.max_bytes()`); rings are allocated lazily, segment by
+    /// segment, as streams grow.
     pub fn new(config: CacheConfig) -> Result<Self, ConfigError> {
+        let budget = Arc::new(MemoryBudget::new(config.max_bytes(), config.slot_size));
+        Self::with_budget(config, budget, Admission::unlimited())
+    }
+
+    /// Builds a cache whose slot bytes are charged to `budget` (which other
+    /// caches may share), within the caps of `admission`.
+    pub fn with_budget(
+        config: CacheConfig,
+        budget: Arc<MemoryBudget>,
+        admission: Admission,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let entries: Box<[Entry]> = (0..config.num_streams)
             .map(|i| Entry::new(i as u32, &config))
@@ -62,7 +82,10 @@ impl ChunkCache {
                 free: Mutex::new(free),
                 free_notify: Notify::new(),
                 bytes_held: AtomicU64::new(0),
+                unclaimed_held: AtomicU64::new(0),
                 open_streams: AtomicUsize::new(0),
+                budget,
+                admission,
             }),
         })
     }
@@ -92,6 +115,7 @@ impl ChunkCache {
                 generation,
                 next: 1,
                 known_free: 0,
+                credit: 0,
             },
         ))
     }
@@ -173,26 +197,131 @@ impl ChunkCache {
         Ok(entry.abort(id.generation(), reason))
     }
 
-    /// Registers a reader whose cursor starts at slot 1. While it lives, the
-    /// writer never overwrites a slot it has not consumed.
+    /// Registers a reader. Its cursor starts at slot 1 while every body slot
+    /// is still held, else at the oldest body slot still held (read slot 1
+    /// with [`get`](Self::get)): a late reader never holds the writer back
+    /// for a slot that no longer exists. While it lives, the writer never
+    /// overwrites or frees a slot it has not consumed.
     pub fn register_reader(&self, id: StreamId) -> Result<StreamReader, StreamError> {
+        self.register(id, false)
+    }
+
+    /// Registers a *hold*: a reader (as [`register_reader`](Self::register_reader))
+    /// that also marks the stream as waiting for a worker. While a stream has
+    /// a hold, its bytes count against [`Admission::unclaimed_max`]; dropping
+    /// the last hold moves them to the claimed side.
+    pub fn register_hold(&self, id: StreamId) -> Result<StreamReader, StreamError> {
+        self.register(id, true)
+    }
+
+    fn register(&self, id: StreamId, hold: bool) -> Result<StreamReader, StreamError> {
         let entry = self.entry(id)?;
         self.acquire_lease(id)?;
-        let cursor = {
+        let reader_id = {
             let mut meta = lock(&entry.meta);
             meta.next_reader_id += 1;
-            Arc::new(Cursor {
-                id: meta.next_reader_id,
-                next: AtomicU64::new(1),
-            })
+            meta.next_reader_id
         };
-        {
+        if hold {
+            self.shared.budget.with_lock(|| {
+                if entry.holds.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let charged = entry.charged.load(Ordering::SeqCst);
+                    self.shared
+                        .unclaimed_held
+                        .fetch_add(charged, Ordering::SeqCst);
+                }
+            });
+        }
+        let cursor = {
             let mut readers = lock(&entry.readers);
+            let cursor = Arc::new(Cursor {
+                id: reader_id,
+                next: AtomicU64::new(entry.first_readable()),
+            });
             readers.push(cursor.clone());
             entry.note_reader_registered();
-        }
+            cursor
+        };
         entry.reader_count.fetch_add(1, Ordering::SeqCst);
-        Ok(StreamReader::new(self.clone(), id, cursor))
+        Ok(StreamReader::new(self.clone(), id, cursor, hold))
+    }
+
+    /// A hold went away: the stream's bytes leave the unclaimed account when
+    /// it was the last one, which may let unclaimed writers in.
+    pub(crate) fn drop_hold(&self, index: u32) {
+        let entry = &self.shared.entries[index as usize];
+        self.shared.budget.with_lock(|| {
+            if entry.holds.fetch_sub(1, Ordering::SeqCst) == 1 {
+                let charged = entry.charged.load(Ordering::SeqCst);
+                self.shared
+                    .unclaimed_held
+                    .fetch_sub(charged, Ordering::SeqCst);
+            }
+        });
+        self.shared.budget.freed.notify_waiters();
+    }
+
+    /// Charges `bytes` for a slot of stream `index` if the budget and this
+    /// cache's caps allow it.
+    pub(crate) fn try_charge(&self, index: u32, bytes: u64) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let entry = &self.shared.entries[index as usize];
+        let shared = &self.shared;
+        shared.budget.try_charge(bytes, || {
+            let unclaimed = entry.holds.load(Ordering::SeqCst) > 0;
+            let held = shared.bytes_held.load(Ordering::SeqCst);
+            let unclaimed_held = shared.unclaimed_held.load(Ordering::SeqCst);
+            if held.saturating_add(bytes) > shared.admission.cache_max
+                || (unclaimed
+                    && unclaimed_held.saturating_add(bytes) > shared.admission.unclaimed_max)
+            {
+                return false;
+            }
+            shared.bytes_held.fetch_add(bytes, Ordering::SeqCst);
+            if unclaimed {
+                shared.unclaimed_held.fetch_add(bytes, Ordering::SeqCst);
+            }
+            entry.charged.fetch_add(bytes, Ordering::SeqCst);
+            true
+        })
+    }
+
+    /// Gives back `bytes` that stream `index` had charged.
+    pub(crate) fn release_charge(&self, index: u32, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let entry = &self.shared.entries[index as usize];
+        let shared = &self.shared;
+        shared.budget.release(bytes, || {
+            shared.bytes_held.fetch_sub(bytes, Ordering::SeqCst);
+            if entry.holds.load(Ordering::SeqCst) > 0 {
+                shared.unclaimed_held.fetch_sub(bytes, Ordering::SeqCst);
+            }
+            entry.charged.fetch_sub(bytes, Ordering::SeqCst);
+        });
+    }
+
+    /// The budget this cache charges.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.shared.budget
+    }
+
+    /// Bytes charged by streams that wait for a worker (have a hold).
+    pub fn unclaimed_bytes(&self) -> u64 {
+        self.shared.unclaimed_held.load(Ordering::Relaxed)
+    }
+
+    /// Streams that have a hold (wait for a worker) right now. O(num_streams):
+    /// for gauges, not hot paths.
+    pub fn unclaimed_streams(&self) -> usize {
+        self.shared
+            .entries
+            .iter()
+            .filter(|e| e.holds.load(Ordering::Relaxed) > 0)
+            .count()
     }
 
     /// Registered readers of the stream: one atomic load.
@@ -217,7 +346,8 @@ impl ChunkCache {
         self.shared.open_streams.load(Ordering::Relaxed)
     }
 
-    /// Slot bytes currently held across all streams (at most `config().max_bytes()`).
+    /// Slot bytes this cache's streams have charged to the budget (at most
+    /// `config().max_bytes()` and the budget's limit).
     pub fn bytes_held(&self) -> u64 {
         self.shared.bytes_held.load(Ordering::Relaxed)
     }
@@ -243,10 +373,10 @@ impl ChunkCache {
             }
             meta.live = false;
             meta.generation = meta.generation.wrapping_add(1);
-            let freed = entry.reset(meta.generation);
-            self.shared
-                .bytes_held
-                .fetch_sub(freed as u64, Ordering::Relaxed);
+            let budget = &self.shared.budget;
+            entry.reset(meta.generation, |bytes| budget.recycle(bytes));
+            let charged = entry.charged.load(Ordering::SeqCst);
+            self.release_charge(index, charged);
         }
         self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
         lock(&self.shared.free).push(index);

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::config::{CacheConfig, MAX_SLOT};
 use crate::error::{ReadError, StreamError, WriteError};
-use crate::slot::{RingSlot, SlotData, hash, stamp};
+use crate::slot::{FREED, RingSlot, SlotData, hash, stamp};
 use crate::sync::{Arc, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, lock};
 use crate::{AbortReason, Slot, SlotKind, StreamId};
 
@@ -63,6 +63,10 @@ pub(crate) struct WriterState {
     pub(crate) next: u64,
     /// Slots below this are known consumed by every registered reader.
     pub(crate) known_free: u64,
+    /// Charge taken from slots this writer freed early (see
+    /// [`Entry::free_oldest`]), kept for its next slot instead of going back
+    /// to the shared budget. Counted in `Entry::charged`.
+    pub(crate) credit: u64,
 }
 
 pub(crate) struct Entry {
@@ -82,6 +86,15 @@ pub(crate) struct Entry {
     /// Set when a reader registers, so the writer recomputes `known_free`.
     readers_changed: AtomicU32,
     pub(crate) reader_count: AtomicUsize,
+    /// Bytes this stream has charged to the budget (slots plus writer credit).
+    /// Changed only under the budget's lock.
+    pub(crate) charged: AtomicU64,
+    /// Registered holds (readers that mark the stream unclaimed). Changed
+    /// only under the budget's lock.
+    pub(crate) holds: AtomicUsize,
+    /// Oldest body slot not freed early (slots below it are gone even if the
+    /// ring has not reached their positions yet).
+    pub(crate) oldest_held: AtomicU64,
     pub(crate) writer_waiting: AtomicU64,
     pub(crate) data_ready: Notify,
     pub(crate) space: Notify,
@@ -109,6 +122,9 @@ impl Entry {
             readers: Mutex::new(Vec::new()),
             readers_changed: AtomicU32::new(0),
             reader_count: AtomicUsize::new(0),
+            charged: AtomicU64::new(0),
+            holds: AtomicUsize::new(0),
+            oldest_held: AtomicU64::new(2),
             writer_waiting: AtomicU64::new(u64::MAX),
             data_ready: Notify::new(),
             space: Notify::new(),
@@ -160,7 +176,66 @@ impl Entry {
 
     /// Oldest body slot a reader can still get.
     pub(crate) fn oldest_retained(&self, last: u64) -> u64 {
-        last.saturating_sub(self.ring_len as u64 - 1).max(2)
+        last.saturating_sub(self.ring_len as u64 - 1)
+            .max(self.oldest_held.load(Ordering::SeqCst))
+            .max(2)
+    }
+
+    /// Where a newly registered reader starts: slot 1 while every body slot
+    /// is still held, else the oldest held one. `last + 1` because the
+    /// writer may be overwriting one more position right now. Caller holds
+    /// `readers`, which the early free also takes, so the two agree.
+    pub(crate) fn first_readable(&self) -> u64 {
+        let (_, _, last) = unpack(self.head.load(Ordering::Acquire));
+        match self.oldest_retained(last + 1) {
+            2 => 1,
+            oldest => oldest,
+        }
+    }
+
+    /// The charge held by the position slot `number` would overwrite.
+    pub(crate) fn position_charge(&self, number: u64) -> u64 {
+        let data = self
+            .slot_for(number)
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        data.charge
+    }
+
+    /// Frees the oldest held body slot early if every registered reader has
+    /// consumed it (a writer short of budget shrinks its own window rather
+    /// than take bytes from other streams). Returns its charge and bytes.
+    pub(crate) fn free_oldest(&self, w: &WriterState) -> Option<(u64, Bytes)> {
+        let last = w.next.checked_sub(1)?;
+        let readers = lock(&self.readers);
+        let oldest = self.oldest_retained(last);
+        if oldest > last {
+            return None;
+        }
+        let min = readers
+            .iter()
+            .map(|c| c.next.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX);
+        if min <= oldest {
+            // Tell the readers which slot to consume to wake this writer.
+            self.writer_waiting.store(oldest, Ordering::SeqCst);
+            return None;
+        }
+        let mut data = self
+            .ring_slot(oldest)
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if data.stamp != stamp(w.generation, oldest) {
+            return None;
+        }
+        data.stamp |= FREED;
+        let charge = std::mem::take(&mut data.charge);
+        let bytes = std::mem::take(&mut data.bytes);
+        self.oldest_held.store(oldest + 1, Ordering::SeqCst);
+        Some((charge, bytes))
     }
 
     /// Reads slot `number` without waiting: `Ok(None)` if not written yet.
@@ -285,28 +360,33 @@ impl Entry {
         Ok(())
     }
 
-    /// Writes the next slot if there is room; the caller has run `check_write`.
-    /// Returns the number of bytes the slot held before (freed by the overwrite).
+    /// Writes the next slot; the caller has run `check_write` and
+    /// `check_space` and charged the budget. Returns the slot number and the
+    /// charge and bytes the overwritten position held.
     pub(crate) fn try_write(
         &self,
         w: &mut WriterState,
         bytes: &Bytes,
+        charge: u64,
         end: bool,
-    ) -> Result<(u64, usize), WriteError> {
+    ) -> Result<(u64, (u64, Bytes)), WriteError> {
         let number = w.next;
-        self.check_space(w, number)?;
         let freed = {
             let mut data = self
                 .slot_for(number)
                 .0
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
-            let freed = data.bytes.len();
-            *data = SlotData {
-                stamp: stamp(w.generation, number),
-                bytes: bytes.clone(),
-                hash: hash(bytes),
-            };
+            let old = std::mem::replace(
+                &mut *data,
+                SlotData {
+                    stamp: stamp(w.generation, number),
+                    bytes: bytes.clone(),
+                    hash: hash(bytes),
+                    charge,
+                },
+            );
+            let freed = (old.charge, old.bytes);
             self.written.fetch_max(number, Ordering::AcqRel);
             freed
         };
@@ -320,6 +400,7 @@ impl Entry {
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
+            // The bytes stay in the slot (charged) until the reset.
             return Err(WriteError::Finished);
         }
         w.next += 1;
@@ -360,14 +441,16 @@ impl Entry {
         }
     }
 
-    /// Returns the ring to the free state, dropping every byte it holds.
-    /// Returns the bytes released. Caller holds `meta` and has bumped the generation.
-    pub(crate) fn reset(&self, new_generation: u32) -> usize {
+    /// Returns the ring to the free state, handing every buffer it holds to
+    /// `drop_bytes`. Caller holds `meta` and has bumped the generation, and
+    /// releases `charged` afterwards.
+    pub(crate) fn reset(&self, new_generation: u32, mut drop_bytes: impl FnMut(Bytes)) {
         self.head
             .store(pack(new_generation, STATE_OPEN, 0), Ordering::Release);
         self.abort_code.store(0, Ordering::Release);
         self.writer_waiting.store(u64::MAX, Ordering::SeqCst);
-        let mut freed = clear(&self.headers);
+        self.oldest_held.store(2, Ordering::SeqCst);
+        drop_bytes(clear(&self.headers));
         // Slots 2..=written sit at ring positions 0.. (wrapping at most once
         // over the whole ring). Clearing only those keeps a small request's
         // release O(its slots), not O(every position a big upload once
@@ -384,23 +467,21 @@ impl Entry {
             }
             if let Some(segment) = segment.get() {
                 let to = (used - from).min(segment.len());
-                freed += segment[..to].iter().map(clear).sum::<usize>();
+                segment[..to].iter().map(clear).for_each(&mut drop_bytes);
             }
         }
         // Unregistered waiters of the old generation must wake up and see `Stale`.
         self.data_ready.notify_waiters();
-        freed
     }
 }
 
-fn clear(slot: &RingSlot) -> usize {
+fn clear(slot: &RingSlot) -> Bytes {
     let mut data = slot.0.write().unwrap_or_else(|e| e.into_inner());
-    let len = data.bytes.len();
     // The stamp goes too: a reader that checked the generation just before
     // the release must see "stale", not an empty slot that looks valid.
     data.stamp = 0;
-    data.bytes = Bytes::new();
-    len
+    data.charge = 0;
+    std::mem::take(&mut data.bytes)
 }
 
 fn data_generation(stamp: u64) -> u32 {

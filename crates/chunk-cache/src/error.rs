@@ -72,6 +72,10 @@ pub enum WriteError {
     /// full and a registered reader has not consumed the slot that would be overwritten.
     #[error("ring full: a registered reader has not consumed slot {0} yet")]
     WouldBlock(u64),
+    /// [`StreamWriter::try_append`](crate::StreamWriter::try_append) only: the
+    /// memory budget (or this cache's share of it) cannot take the slot now.
+    #[error("memory budget spent; retry when other streams release slots")]
+    BudgetSpent,
 }
 
 /// Why a slot could not be read.

@@ -5,7 +5,8 @@ use crate::error::ReadError;
 use crate::sync::{Arc, Ordering, lock};
 use crate::{ChunkCache, Slot, StreamId};
 
-/// Reads a stream in order from slot 1. While it lives the writer waits
+/// Reads a stream in order from slot 1 (or, registered late, from the
+/// oldest slot still held). While it lives the writer waits
 /// rather than overwrite a slot this reader has not consumed, so a
 /// registered reader never sees [`ReadError::Evicted`] for slots that were
 /// retained when it registered.
@@ -13,11 +14,17 @@ pub struct StreamReader {
     cache: ChunkCache,
     id: StreamId,
     cursor: Arc<Cursor>,
+    hold: bool,
 }
 
 impl StreamReader {
-    pub(crate) fn new(cache: ChunkCache, id: StreamId, cursor: Arc<Cursor>) -> Self {
-        Self { cache, id, cursor }
+    pub(crate) fn new(cache: ChunkCache, id: StreamId, cursor: Arc<Cursor>, hold: bool) -> Self {
+        Self {
+            cache,
+            id,
+            cursor,
+            hold,
+        }
     }
 
     fn entry(&self) -> &Entry {
@@ -76,6 +83,9 @@ impl Drop for StreamReader {
         entry.reader_count.fetch_sub(1, Ordering::SeqCst);
         // The writer may be waiting on this reader alone.
         entry.space.notify_one();
+        if self.hold {
+            self.cache.drop_hold(self.id.index());
+        }
         self.cache.release_lease(self.id.index());
     }
 }

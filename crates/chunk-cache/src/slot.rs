@@ -131,7 +131,13 @@ pub(crate) struct SlotData {
     pub(crate) stamp: u64,
     pub(crate) bytes: Bytes,
     pub(crate) hash: u64,
+    /// Bytes charged to the budget for this slot (its real allocation).
+    pub(crate) charge: u64,
 }
+
+/// Set in a stamp whose slot was freed before the ring reached it: readers
+/// get `Evicted`, never the (gone) bytes.
+pub(crate) const FREED: u64 = 1 << 31;
 
 /// One ring position. A per-slot lock keeps readers of different slots from
 /// contending, and makes stamp + bytes one atomic unit without `unsafe`.
@@ -143,6 +149,7 @@ impl RingSlot {
             stamp: 0,
             bytes: Bytes::new(),
             hash: 0,
+            charge: 0,
         }))
     }
 }

@@ -1,6 +1,10 @@
 //! The one writer of a stream.
 
-use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
 
 use crate::entry::{Entry, WriterState};
 use crate::error::WriteError;
@@ -55,18 +59,37 @@ impl StreamWriter {
                 got: slot,
             });
         }
-        self.write(bytes, false).await
+        let charge = bytes.len() as u64;
+        self.write(bytes, charge, false).await
     }
 
     /// Writes the next slot and returns its number, waiting while the ring is
-    /// full of slots a registered reader has not consumed (backpressure).
+    /// full of slots a registered reader has not consumed, or while the
+    /// memory budget cannot take it (backpressure). The slot is charged its
+    /// length: use [`append_buffer`](Self::append_buffer) for pooled buffers.
     pub async fn append(&mut self, bytes: Bytes) -> Result<u64, WriteError> {
-        self.write(bytes, false).await
+        let charge = bytes.len() as u64;
+        self.write(bytes, charge, false).await
+    }
+
+    /// An empty slot-sized buffer from the budget's pool (fill it, then
+    /// [`append_buffer`](Self::append_buffer) it).
+    pub fn buffer(&self) -> BytesMut {
+        self.cache.shared.budget.buffer()
+    }
+
+    /// Like [`append`](Self::append) for a buffer from [`buffer`](Self::buffer):
+    /// charged by its capacity (its real allocation, whatever its length),
+    /// and its allocation returns to the pool once the slot is freed and no
+    /// reader still holds the bytes.
+    pub async fn append_buffer(&mut self, buf: BytesMut) -> Result<u64, WriteError> {
+        let charge = buf.capacity().max(buf.len()) as u64;
+        self.write(buf.freeze(), charge, false).await
     }
 
     /// Writes the end marker (an empty slot) and returns its number.
     pub async fn end(&mut self) -> Result<u64, WriteError> {
-        let slot = self.write(Bytes::new(), true).await?;
+        let slot = self.write(Bytes::new(), 0, true).await?;
         self.finished = true;
         Ok(slot)
     }
@@ -74,12 +97,13 @@ impl StreamWriter {
     /// Like [`append`](Self::append) but never waits: a full ring is
     /// [`WriteError::WouldBlock`].
     pub fn try_append(&mut self, bytes: Bytes) -> Result<u64, WriteError> {
-        self.try_write(&bytes, false)
+        let charge = bytes.len() as u64;
+        self.try_write(&bytes, charge, false)
     }
 
     /// Like [`end`](Self::end) but never waits.
     pub fn try_end(&mut self) -> Result<u64, WriteError> {
-        let slot = self.try_write(&Bytes::new(), true)?;
+        let slot = self.try_write(&Bytes::new(), 0, true)?;
         self.finished = true;
         Ok(slot)
     }
@@ -91,23 +115,81 @@ impl StreamWriter {
         self.entry().abort(self.state.generation, reason);
     }
 
-    fn try_write(&mut self, bytes: &Bytes, end: bool) -> Result<u64, WriteError> {
-        let entry = &self.cache.shared.entries[self.index as usize];
+    fn try_write(&mut self, bytes: &Bytes, charge: u64, end: bool) -> Result<u64, WriteError> {
+        let cache = &self.cache;
+        let entry = &cache.shared.entries[self.index as usize];
         entry.check_write(&self.state, bytes.len(), end)?;
-        let (slot, freed) = entry.try_write(&mut self.state, bytes, end)?;
-        let held = &self.cache.shared.bytes_held;
-        held.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        held.fetch_sub(freed as u64, Ordering::Relaxed);
-        Ok(slot)
+        let number = self.state.next;
+        entry.check_space(&mut self.state, number)?;
+        // What the overwritten position held is freed by this write, and so
+        // is the credit of slots this writer freed early: only the rest is
+        // a new charge.
+        let mut old = entry.position_charge(number);
+        let mut need = charge.saturating_sub(old + self.state.credit);
+        while need > 0 && !cache.try_charge(self.index, need) {
+            // Short of budget: reuse this stream's own consumed slots before
+            // waiting for other streams to release theirs.
+            let Some((freed, bytes)) = entry.free_oldest(&self.state) else {
+                return Err(WriteError::BudgetSpent);
+            };
+            cache.shared.budget.recycle(bytes);
+            self.state.credit += freed;
+            // The freed slot may be the very position being overwritten.
+            old = entry.position_charge(number);
+            need = charge.saturating_sub(old + self.state.credit);
+        }
+        // Charged now: `charge` for this slot, and whatever is left over.
+        self.state.credit = (self.state.credit + old + need) - charge;
+        let result = entry.try_write(&mut self.state, bytes, charge, end);
+        if let Ok((_, (_, old_bytes))) = &result {
+            cache.shared.budget.recycle(old_bytes.clone());
+        }
+        // More than a slot of spare credit goes back to the other streams.
+        let spare = self
+            .state
+            .credit
+            .saturating_sub(cache.shared.config.slot_size as u64);
+        if spare > 0 {
+            self.state.credit -= spare;
+            cache.release_charge(self.index, spare);
+        }
+        result.map(|(slot, _)| slot)
     }
 
-    async fn write(&mut self, bytes: Bytes, end: bool) -> Result<u64, WriteError> {
+    async fn write(&mut self, bytes: Bytes, charge: u64, end: bool) -> Result<u64, WriteError> {
         loop {
-            match self.try_write(&bytes, end) {
+            let budget = self.cache.shared.budget.clone();
+            let freed = budget.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.try_write(&bytes, charge, end) {
                 Err(WriteError::WouldBlock(victim)) => self.wait_for_space(victim).await,
+                Err(WriteError::BudgetSpent) => {
+                    budget.wait_started();
+                    self.wait_for_budget(freed).await;
+                    budget.wait_ended();
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Waits until another stream releases budget or one of this stream's
+    /// readers consumes a slot (so this writer can free it early), or the
+    /// stream is aborted.
+    async fn wait_for_budget(&self, mut freed: Pin<&mut tokio::sync::futures::Notified<'_>>) {
+        let entry = self.entry();
+        let space = entry.space.notified();
+        tokio::pin!(space);
+        std::future::poll_fn(|cx| {
+            if freed.as_mut().poll(cx).is_ready() || space.as_mut().poll(cx).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        entry.writer_waiting.store(u64::MAX, Ordering::SeqCst);
     }
 
     async fn wait_for_space(&self, victim: u64) {

@@ -7,7 +7,9 @@
 #![cfg(chunk_cache_loom)]
 
 use bytes::Bytes;
-use chunk_cache::{CacheConfig, ChunkCache, ReadError, SlotKind, StreamError, WriteError};
+use chunk_cache::{
+    Admission, CacheConfig, ChunkCache, MemoryBudget, ReadError, SlotKind, StreamError, WriteError,
+};
 use loom::thread;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -126,5 +128,40 @@ fn reused_ring_is_stale_for_old_ids() {
         let mut w2 = cache.try_open().unwrap();
         spin_append(&mut w2, b"second");
         reader.join().unwrap();
+    });
+}
+
+/// Two writers racing for the budget's last slot: exactly one gets it, the
+/// other is told to wait, and the budget never goes over its limit.
+#[test]
+fn last_charge_goes_to_one_writer() {
+    model(|| {
+        let budget = std::sync::Arc::new(MemoryBudget::new(8, 8));
+        let cache = ChunkCache::with_budget(
+            CacheConfig::new(2, 8, 4),
+            budget.clone(),
+            Admission::unlimited(),
+        )
+        .unwrap();
+        let mut writers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut w = cache.try_open().unwrap();
+                // A reader that consumed nothing: no early free to fall back on.
+                let r = cache.register_reader(w.id()).unwrap();
+                w.try_append(Bytes::new()).unwrap();
+                (w, r)
+            })
+            .collect();
+        let (mut w1, r1) = writers.pop().unwrap();
+        let racer = thread::spawn(move || {
+            let got = w1.try_append(Bytes::from_static(b"12345678"));
+            (got, w1, r1)
+        });
+        let mine = writers[0].0.try_append(Bytes::from_static(b"abcdefgh"));
+        let (theirs, _w1, _r1) = racer.join().unwrap();
+        let won = [&mine, &theirs].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "{mine:?} {theirs:?}");
+        assert!([&mine, &theirs].contains(&&Err(WriteError::BudgetSpent)));
+        assert_eq!(budget.used(), 8);
     });
 }

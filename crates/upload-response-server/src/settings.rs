@@ -45,15 +45,19 @@ pub struct Cli {
     /// In-process workers: comma-separated echo, sha256, discard; "none" disables [default: echo,sha256,discard].
     #[arg(long)]
     pub builtin_workers: Option<String>,
-    /// Requests in flight at once [default: 100].
+    /// Requests in flight at once; a stream costs only metadata until it holds bytes [default: 4096].
     #[arg(long)]
     pub num_streams: Option<usize>,
     /// Slot size in KiB [default: 64].
     #[arg(long)]
     pub slot_size_kb: Option<usize>,
-    /// Slots retained per stream [default: 16384].
+    /// A stream's in-memory window, in slots [default: 64].
     #[arg(long)]
     pub slots_per_stream: Option<usize>,
+    /// Slot bytes the request and response caches hold together, in bytes or
+    /// with a unit (KiB, MiB, GiB); writers beyond it wait [default: 256MiB].
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
     /// Arrival to response head, else 504 [default: 30000].
     #[arg(long)]
     pub response_timeout_ms: Option<u64>,
@@ -115,6 +119,7 @@ pub struct FileConfig {
     num_streams: Option<usize>,
     slot_size_kb: Option<usize>,
     slots_per_stream: Option<usize>,
+    memory_budget: Option<ByteSize>,
     response_timeout_ms: Option<u64>,
     claim_timeout_ms: Option<u64>,
     queue_timeout_ms: Option<u64>,
@@ -127,6 +132,49 @@ pub struct FileConfig {
     header_read_timeout_ms: Option<u64>,
     lingering_bytes: Option<u64>,
     lingering_time_ms: Option<u64>,
+}
+
+/// A byte count in the TOML file: a plain integer or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    fn bytes(&self) -> anyhow::Result<u64> {
+        match self {
+            Self::Bytes(n) => Ok(*n),
+            Self::Text(text) => parse_bytes(text).map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+/// `268435456`, `256MiB`, `256 MiB`, `1GiB`, `64KiB` or `512B`: binary units only,
+/// so `MB` is refused rather than silently read as MiB.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 268435456 or 256MiB)"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} does not fit in 64 bits"))
 }
 
 /// A built-in in-process worker.
@@ -193,6 +241,11 @@ impl Settings {
                 .slots_per_stream
                 .or(file.slots_per_stream)
                 .unwrap_or(defaults.slots_per_stream),
+            memory_budget: match (cli.memory_budget, file.memory_budget) {
+                (Some(bytes), _) => bytes,
+                (None, Some(size)) => size.bytes().context("memory_budget in the config file")?,
+                (None, None) => defaults.memory_budget,
+            },
             response_timeout_ms: cli
                 .response_timeout_ms
                 .or(file.response_timeout_ms)
@@ -329,9 +382,10 @@ mod tests {
             s.builtins,
             [Builtin::Echo, Builtin::Sha256, Builtin::Discard]
         );
-        assert_eq!(s.service.num_streams, 100);
+        assert_eq!(s.service.num_streams, 4096);
         assert_eq!(s.service.slot_size_kb, 64);
-        assert_eq!(s.service.slots_per_stream, 16384);
+        assert_eq!(s.service.slots_per_stream, 64);
+        assert_eq!(s.service.memory_budget, 256 << 20);
         assert_eq!(s.service.response_timeout_ms, 30000);
         assert_eq!(s.worker_lease_ms, 30000);
         assert_eq!(s.service.max_streams_per_client, 64);
@@ -386,5 +440,38 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn memory_budget_takes_integers_and_binary_units() {
+        assert_eq!(parse_bytes("268435456"), Ok(256 << 20));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes(" 1 GiB "), Ok(1 << 30));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert!(parse_bytes("256MB").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [
+            ("memory_budget = 1048576\n", 1 << 20),
+            ("memory_budget = \"8MiB\"\n", 8 << 20),
+        ] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let s = Settings::resolve(Cli {
+                config: Some(path),
+                ..Cli::default()
+            })
+            .unwrap();
+            assert_eq!(s.service.memory_budget, want, "{text}");
+        }
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "memory_budget = \"lots\"\n").unwrap();
+        let err = Settings::resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("memory_budget"), "{err:#}");
     }
 }

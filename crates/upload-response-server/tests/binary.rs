@@ -259,3 +259,170 @@ fn bad_flags_fail_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS (Linux
+/// `clear_refs` mode 5), so each upload's own peak can be measured.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// With the defaults (256 MiB budget, 64-slot windows, 4096 streams) a
+/// 1 GiB upload over each protocol grows the server's peak RSS by at most
+/// 64 MiB: the window and the pooled slots, not the body. Bytes checked by
+/// the server's sha256 against the client's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_one_gib_upload_per_protocol_stays_within_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(dir.path(), &[]);
+    let pid = server.child.id();
+    let cert = dir.path().join("cert.pem");
+    let options = UploadOptions {
+        bytes: 1024 * MIB,
+        ..UploadOptions::default()
+    };
+    let digest = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for chunk in loadgen::source::Pattern::new(options.chunk).chunks(options.bytes) {
+            h.update(&chunk);
+        }
+        hex::encode(h.finalize())
+    };
+    let mut report = Vec::new();
+    for proto in Proto::ALL {
+        let scheme = if proto == Proto::Ws { "wss" } else { "https" };
+        let url = format!("{scheme}://localhost:{}/sha256", server.https.port());
+        let client = Client::new(proto, &url, Some(&cert)).unwrap();
+        let peak_reset = reset_peak(pid);
+        let before = if peak_reset {
+            status_kb(pid, "VmHWM:")
+        } else {
+            status_kb(pid, "VmRSS:")
+        };
+        let result = client.upload(&options).await.unwrap();
+        assert!(result.succeeded(), "{proto}: {result:?}");
+        assert_eq!(
+            result.body_text(),
+            format!("{digest} {}\n", options.bytes),
+            "{proto}: wrong digest"
+        );
+        let growth = status_kb(pid, "VmHWM:").saturating_sub(before);
+        report.push(format!("{proto} +{} MiB", growth / 1024));
+        assert!(
+            growth <= 64 * 1024,
+            "{proto}: peak RSS grew by {growth} KiB for a 1 GiB upload with the defaults"
+        );
+    }
+    eprintln!("peak RSS growth per 1 GiB upload: {}", report.join(", "));
+    let metrics = http_get(server.worker_api, "/metrics");
+    assert!(
+        metrics.contains("upload_response_budget_limit_bytes 268435456"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("upload_response_budget_bytes 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("upload_response_budget_waiting_writers 0"),
+        "{metrics}"
+    );
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(20)).success());
+}
+
+/// 64 concurrent 64 MiB uploads (h2, one TLS connection each) to a
+/// deliberately slow remote worker: the server's RSS stays under the
+/// default budget plus a stated allowance per connection, and every digest
+/// is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_64_uploads_to_a_slow_worker_stay_within_the_budget() {
+    use futures_util::StreamExt;
+    use sha2::{Digest, Sha256};
+    use worker_client::{Origins, RemoteJob, WorkerClient, WorkerConfig};
+
+    const UPLOADS: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    // Memory settings are the defaults; only the response deadline is
+    // raised, since this worker answers after the whole (slow) body and the
+    // machine may be loaded.
+    let mut server = spawn(dir.path(), &["--response-timeout-ms", "300000"]);
+    let pid = server.child.id();
+    let token = std::fs::read_to_string(&server.token_file).unwrap();
+    let origin = format!("http://{}", server.worker_api);
+    let mut config = WorkerConfig::new(
+        Origins::parse_list(&[origin]).unwrap(),
+        token.trim(),
+        "slow",
+        "/slow",
+    );
+    config.concurrency = UPLOADS;
+    let worker = WorkerClient::new(config).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let slow = |job: RemoteJob| async move {
+        let mut body = job.body().await?;
+        let (mut hasher, mut count) = (Sha256::new(), 0u64);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            count += chunk.len() as u64;
+            hasher.update(&chunk);
+            // Slower than the clients: the streams pile up in the server.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let text = format!("{} {count}\n", hex::encode(hasher.finalize()));
+        let once = futures_util::stream::once(async move {
+            Ok::<_, worker_client::ClientError>(bytes::Bytes::from(text))
+        });
+        job.respond(http::StatusCode::OK, &http::HeaderMap::new(), once)
+            .await
+    };
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { worker.run(stop, slow).await })
+    };
+
+    let before = status_kb(pid, "VmRSS:");
+    let cert = dir.path().join("cert.pem");
+    let url = format!("https://localhost:{}/slow", server.https.port());
+    let options = UploadOptions {
+        bytes: 64 * MIB,
+        ..UploadOptions::default()
+    };
+    let uploads: Vec<_> = (0..UPLOADS)
+        .map(|_| {
+            let client = Client::new(Proto::H2, &url, Some(&cert)).unwrap();
+            let options = options.clone();
+            tokio::spawn(async move { client.upload(&options).await })
+        })
+        .collect();
+    let mut digest = Sha256::new();
+    for chunk in loadgen::source::Pattern::new(options.chunk).chunks(options.bytes) {
+        digest.update(&chunk);
+    }
+    let want = format!("{} {}\n", hex::encode(digest.finalize()), options.bytes);
+    for upload in uploads {
+        let result = upload.await.unwrap().unwrap();
+        assert!(result.succeeded(), "{result:?}");
+        assert_eq!(result.body_text(), want);
+    }
+    let peak = status_kb(pid, "VmHWM:");
+    // Per connection: the HTTP/2 receive window (the server's 4 MiB per
+    // stream is never all in flight on loopback, but count it), TLS and
+    // hyper buffers, one pump buffer: 1 MiB each is the stated allowance,
+    // plus 32 MiB for the runtime and the worker API's connections.
+    let budget = 256 * 1024;
+    let allowance = UPLOADS as u64 * 1024 + 32 * 1024;
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "64 x 64 MiB to a slow worker: RSS before {before} KiB, peak {peak} KiB, growth {growth} KiB (bound {} KiB)",
+        budget + allowance
+    );
+    assert!(
+        growth <= budget + allowance,
+        "peak RSS grew by {growth} KiB; budget {budget} KiB + allowance {allowance} KiB"
+    );
+    stop.cancel();
+    running.await.unwrap();
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(20)).success());
+}

@@ -539,3 +539,52 @@ async fn shutdown_ends_long_polls() {
         started.elapsed()
     );
 }
+
+/// Regression: the lease used to be renewed only by body chunks, so a
+/// client pausing longer than the lease made the request look abandoned
+/// while its worker was still reading it, and it was offered to a second
+/// worker. The worker's open body read now keeps the claim alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pausing_longer_than_the_lease_keeps_its_worker() {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = node(300).await;
+    let origins = [node.worker_origin()];
+    let claims = Arc::new(Mutex::new(0usize));
+    let counting = {
+        let claims = claims.clone();
+        move |job: RemoteJob| {
+            *claims.lock().unwrap() += 1;
+            workers::sha256(job)
+        }
+    };
+    let running = spawn_worker(config(&origins, "reader", "/paced", false), counting);
+    let body = vec![b'p'; 200_000];
+    let mut conn = tokio::net::TcpStream::connect(node.running.http.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /paced HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..100_000]).await.unwrap();
+    // Four leases without a byte, while the worker's body read is open.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    conn.write_all(&body[100_000..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let digest = hex::encode(Sha256::digest(&body));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&format!("{digest} {}\n", body.len())),
+        "{answer}"
+    );
+    assert_eq!(*claims.lock().unwrap(), 1, "claimed once, never re-offered");
+    running.stop().await;
+    node.stop().await;
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chunk_cache::CacheConfig;
+use chunk_cache::{Admission, CacheConfig};
 use serde::Deserialize;
 
 /// How many streams, how big, and how long to wait for whom.
@@ -10,11 +10,15 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct UploadResponseConfig {
     /// Requests in flight at once; beyond it a request waits up to `queue_timeout_ms`, then gets 503.
+    /// A stream costs only metadata until it holds bytes.
     pub num_streams: usize,
     /// Slot size in KiB (body bytes per slot).
     pub slot_size_kb: usize,
-    /// Slots a stream retains at once (headers + ring); bounds memory per stream.
+    /// A stream's in-memory window: slots it retains at once (headers + ring).
     pub slots_per_stream: usize,
+    /// Bytes of slot data the request and response caches may hold together
+    /// (pooled free buffers included); writers beyond it wait.
+    pub memory_budget: u64,
     /// From arrival to the worker's response headers; past it the client gets 504.
     pub response_timeout_ms: u64,
     /// From arrival to a worker's claim; past it the client gets 503.
@@ -39,9 +43,10 @@ pub struct UploadResponseConfig {
 impl Default for UploadResponseConfig {
     fn default() -> Self {
         Self {
-            num_streams: 100,
+            num_streams: 4096,
             slot_size_kb: 64,
-            slots_per_stream: 16384,
+            slots_per_stream: 64,
+            memory_budget: 256 * 1024 * 1024,
             response_timeout_ms: 30_000,
             claim_timeout_ms: 10_000,
             queue_timeout_ms: 5_000,
@@ -61,6 +66,24 @@ impl UploadResponseConfig {
             self.slot_size_kb.saturating_mul(1024),
             self.slots_per_stream,
         )
+    }
+
+    /// The request cache's share of the budget: at most three quarters (the
+    /// rest is kept for responses, which workers must be able to write to
+    /// finish, and so release, the requests they read), of which unclaimed
+    /// requests may hold at most a quarter (see the chunk-cache docs,
+    /// "Admission").
+    pub fn request_admission(&self) -> Admission {
+        Admission {
+            cache_max: self.memory_budget / 4 * 3,
+            unclaimed_max: self.memory_budget / 4,
+        }
+    }
+
+    /// The response cache's share: the whole budget (responses drain by
+    /// their clients alone).
+    pub fn response_admission(&self) -> Admission {
+        Admission::unlimited()
     }
 
     /// Slot size in bytes.

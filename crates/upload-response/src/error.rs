@@ -12,6 +12,9 @@ pub enum ServiceError {
     /// Slots must hold an encoded request head.
     #[error("slot_size_kb must be at least 4 (a slot must hold the encoded request head)")]
     SlotTooSmall,
+    /// The budget must fit a few slots or nothing could ever be written.
+    #[error("memory_budget must be at least 4 slots (4 x slot_size_kb KiB)")]
+    BudgetTooSmall,
 }
 
 /// A coordination call on a stream was refused.
@@ -213,6 +216,27 @@ impl IngressError {
             | Self::HeadersTooLarge
             | Self::BadResponse(_)
             | Self::Vanished => AbortReason::Internal,
+        }
+    }
+
+    /// The `reason` label of `upload_response_rejections_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::ClientBusy { .. } => "client_busy",
+            Self::StreamsBusy => "streams_busy",
+            Self::HostCount(_) => "host_count",
+            Self::BadHead(_) => "bad_head",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::TooLarge => "too_large",
+            Self::BodyIdle(_) => "body_idle",
+            Self::BodyLength { .. } => "body_length",
+            Self::BodyFailed(_) | Self::WsClosed(_) => "body_failed",
+            Self::NoClaim => "no_claim",
+            Self::NoResponse => "response_timeout",
+            Self::ResponseIdle(_) => "response_idle",
+            Self::WorkerGone => "worker_gone",
+            Self::BadResponse(_) => "bad_response",
+            Self::Vanished => "internal",
         }
     }
 

@@ -48,6 +48,26 @@ struct Proto {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct State {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// Point-in-time values the service reads when `/metrics` is scraped.
+pub(crate) struct Snapshot {
+    pub(crate) in_flight: usize,
+    pub(crate) budget_used: u64,
+    pub(crate) budget_limit: u64,
+    pub(crate) budget_waiting: usize,
+    /// Requests waiting for a worker, claimed (no response head yet), responding.
+    pub(crate) by_state: [usize; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ProtoStatus {
     protocol: &'static str,
     status: u16,
@@ -56,6 +76,11 @@ struct ProtoStatus {
 pub(crate) struct Metrics {
     registry: Registry,
     in_flight: Gauge,
+    budget_used: Gauge,
+    budget_limit: Gauge,
+    budget_waiting: Gauge,
+    streams: Family<State, Gauge>,
+    rejections: Family<Reason, Counter>,
     requests: Family<ProtoStatus, Counter>,
     bytes_in: Family<Proto, Counter>,
     bytes_out: Family<Proto, Counter>,
@@ -67,6 +92,11 @@ impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("upload_response");
         let in_flight = Gauge::default();
+        let budget_used = Gauge::default();
+        let budget_limit = Gauge::default();
+        let budget_waiting = Gauge::default();
+        let streams = Family::<State, Gauge>::default();
+        let rejections = Family::<Reason, Counter>::default();
         let requests = Family::<ProtoStatus, Counter>::default();
         let bytes_in = Family::<Proto, Counter>::default();
         let bytes_out = Family::<Proto, Counter>::default();
@@ -77,6 +107,31 @@ impl Metrics {
             "streams_in_flight",
             "Requests being served now",
             in_flight.clone(),
+        );
+        registry.register(
+            "budget_bytes",
+            "Slot bytes charged to the memory budget now (request and response caches)",
+            budget_used.clone(),
+        );
+        registry.register(
+            "budget_limit_bytes",
+            "The memory budget (memory_budget)",
+            budget_limit.clone(),
+        );
+        registry.register(
+            "budget_waiting_writers",
+            "Stream writers waiting for the memory budget now",
+            budget_waiting.clone(),
+        );
+        registry.register(
+            "streams",
+            "Requests in flight by state: unclaimed (waiting for a worker), claimed, responding",
+            streams.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests the ingress refused or failed itself, by reason",
+            rejections.clone(),
         );
         registry.register(
             "requests",
@@ -106,6 +161,11 @@ impl Metrics {
         Self {
             registry,
             in_flight,
+            budget_used,
+            budget_limit,
+            budget_waiting,
+            streams,
+            rejections,
             requests,
             bytes_in,
             bytes_out,
@@ -147,8 +207,22 @@ impl Metrics {
         self.response_latency.observe(wait.as_secs_f64());
     }
 
-    pub(crate) fn render(&self, in_flight: usize) -> String {
-        self.in_flight.set(in_flight as i64);
+    /// Counts a refusal or failure the ingress itself answered.
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.rejections.get_or_create(&Reason { reason }).inc();
+    }
+
+    pub(crate) fn render(&self, now: &Snapshot) -> String {
+        self.in_flight.set(now.in_flight as i64);
+        self.budget_used.set(now.budget_used as i64);
+        self.budget_limit.set(now.budget_limit as i64);
+        self.budget_waiting.set(now.budget_waiting as i64);
+        for (state, n) in ["unclaimed", "claimed", "responding"]
+            .iter()
+            .zip(now.by_state)
+        {
+            self.streams.get_or_create(&State { state }).set(n as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chunk_cache::{AbortReason, ChunkCache, SlotKind, StreamId, StreamStatus, StreamWriter};
+use chunk_cache::{
+    AbortReason, ChunkCache, MemoryBudget, SlotKind, StreamId, StreamStatus, StreamWriter,
+};
 use http_pack::{Frame, Limits, RequestHead, ResponseHead};
 
 use crate::clients::ClientTable;
@@ -13,7 +15,7 @@ use crate::dispatch::{Dispatch, Waiter};
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::{CoordError, ServiceError, TailError};
 use crate::idle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::{Job, Route, UploadResponseConfig, Worker, WorkerId};
 
 /// A request in flight, as `GET /v1/streams` lists it.
@@ -73,11 +75,19 @@ impl UploadResponseService {
         if config.slot_size_kb < 4 {
             return Err(ServiceError::SlotTooSmall);
         }
+        if config.memory_budget < 4 * config.slot_size() as u64 {
+            return Err(ServiceError::BudgetTooSmall);
+        }
         let cache = config.cache_config();
+        let budget = Arc::new(MemoryBudget::new(config.memory_budget, config.slot_size()));
         Ok(Self {
             inner: Arc::new(Inner {
-                requests: ChunkCache::new(cache)?,
-                responses: ChunkCache::new(cache)?,
+                requests: ChunkCache::with_budget(
+                    cache,
+                    budget.clone(),
+                    config.request_admission(),
+                )?,
+                responses: ChunkCache::with_budget(cache, budget, config.response_admission())?,
                 clients: ClientTable::new(config.max_streams_per_client),
                 config,
                 streams: Mutex::new(HashMap::new()),
@@ -104,7 +114,26 @@ impl UploadResponseService {
 
     /// The service's metrics in Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render(self.in_flight())
+        let entries: Vec<Arc<Entry>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut by_state = [0; 3];
+        for entry in &entries {
+            let state = if entry.has_hold() {
+                0
+            } else if lock(&entry.response).started {
+                2
+            } else {
+                1
+            };
+            by_state[state] += 1;
+        }
+        let budget = self.inner.requests.budget();
+        self.inner.metrics.render(&Snapshot {
+            in_flight: entries.len(),
+            budget_used: budget.used(),
+            budget_limit: budget.limit(),
+            budget_waiting: budget.waiting(),
+            by_state,
+        })
     }
 
     /// Requests the ingress is serving right now.
@@ -250,7 +279,7 @@ impl UploadResponseService {
     /// another worker if all of it is still retained, else fail it (502).
     pub(crate) fn give_back(&self, entry: &Arc<Entry>, writer: StreamWriter, reoffer: bool) {
         // Park a hold first, so nothing still retained is recycled before the next claim.
-        if let Ok(hold) = self.inner.requests.register_reader(entry.id) {
+        if let Ok(hold) = self.inner.requests.register_hold(entry.id) {
             *lock(&entry.hold) = Some(hold);
         }
         let intact = self.inner.requests.oldest_retained(entry.id) == Ok(2)
@@ -519,19 +548,6 @@ fn put_writer(entry: &Entry, writer: StreamWriter, started: bool) {
     let mut slot = lock(&entry.response);
     slot.started |= started;
     slot.writer = Some(writer);
-}
-
-/// Appends `body` in slots of at most `slot_size` bytes (zero-copy slices).
-pub(crate) async fn append_split(
-    writer: &mut StreamWriter,
-    mut body: Bytes,
-    slot_size: usize,
-) -> Result<(), CoordError> {
-    while !body.is_empty() {
-        let piece = body.split_to(body.len().min(slot_size));
-        writer.append(piece).await?;
-    }
-    Ok(())
 }
 
 /// Decodes the HPKS request head stored in slot 1.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{SinkExt, StreamExt};
 use rustls::ClientConfig;
 use tokio_tungstenite::WebSocketStream;
@@ -41,31 +42,54 @@ pub async fn connect(target: &Target, tls: Option<&Arc<ClientConfig>>) -> Result
     Ok(stream)
 }
 
-/// Sends the body as binary messages, then an empty one; collects the reply
-/// messages until the server closes.
+/// Sends the body as binary messages, then an empty one, while collecting
+/// the reply messages until the server closes: full duplex, so an echo
+/// larger than the server's buffers (its memory budget) still completes.
 pub async fn upload(
-    mut stream: WsStream,
+    stream: WsStream,
     pattern: &Pattern,
     options: &UploadOptions,
 ) -> Result<UploadResult> {
     let started = Instant::now();
-    for chunk in pattern.chunks(options.bytes) {
-        stream.feed(Message::Binary(chunk)).await?;
-    }
-    stream.send(Message::Binary(Bytes::new())).await?;
-    let mut collector = Collector::new(options.keep_body);
-    let mut close_code = None;
-    while let Some(message) = stream.next().await {
-        match message? {
-            Message::Text(text) => collector.push(text.as_bytes()),
-            Message::Binary(data) => collector.push(&data),
-            Message::Close(frame) => {
-                close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
-                break;
+    let (mut sink, mut source) = stream.split();
+    let (collector, close_code) = {
+        let send = async {
+            for chunk in pattern.chunks(options.bytes) {
+                sink.feed(Message::Binary(chunk)).await?;
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            sink.send(Message::Binary(Bytes::new())).await?;
+            Ok::<_, Error>(())
+        };
+        let receive = async {
+            let mut collector = Collector::new(options.keep_body);
+            let mut close_code = None;
+            while let Some(message) = source.next().await {
+                match message? {
+                    Message::Text(text) => collector.push(text.as_bytes()),
+                    Message::Binary(data) => collector.push(&data),
+                    Message::Close(frame) => {
+                        close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                        break;
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+            Ok::<_, Error>((collector, close_code))
+        };
+        // A server that answers (and closes) before reading the whole body ends
+        // the upload: the reply decides, and the unsent rest is dropped.
+        let (send, receive) = (std::pin::pin!(send), std::pin::pin!(receive));
+        match futures_util::future::select(send, receive).await {
+            Either::Left((sent, receive)) => {
+                sent?;
+                receive.await?
+            }
+            Either::Right((received, _unsent)) => received?,
         }
-    }
+    };
+    let mut stream = sink
+        .reunite(source)
+        .map_err(|_| Error::Protocol("WebSocket halves of one stream failed to reunite".into()))?;
     let Some(close_code) = close_code else {
         return Err(Error::Protocol(
             "WebSocket ended without a Close frame".into(),

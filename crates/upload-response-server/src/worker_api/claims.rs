@@ -4,6 +4,7 @@
 //! worker's request back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ pub(crate) struct Claim {
     pub(crate) worker: String,
     state: Mutex<ClaimState>,
     deadline: Mutex<Instant>,
+    /// Calls of the worker's own that are open on this claim (its body
+    /// read): while one is, the worker is alive whatever the client's pace,
+    /// so the lease cannot lapse.
+    active: AtomicUsize,
     /// Cancelled by `DELETE /v1/streams/{id}/claim` while a response is
     /// being written: the response call drops its writer, resetting the client.
     pub(crate) cancel: CancellationToken,
@@ -36,6 +41,20 @@ impl Claim {
     /// Pushes the lease deadline out: the worker is alive.
     pub(crate) fn renew(&self, lease: Duration) {
         *lock(&self.deadline) = Instant::now() + lease;
+    }
+
+    /// Marks one of the worker's calls open on this claim until the guard
+    /// drops; the lease restarts from then.
+    pub(crate) fn activity(self: &Arc<Self>, lease: Duration) -> Activity {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Activity {
+            claim: self.clone(),
+            lease,
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst) > 0
     }
 
     /// Takes the job to write its response (once).
@@ -61,6 +80,19 @@ impl Claim {
         drop(state);
         drop(job);
         drop(body);
+    }
+}
+
+/// A worker call in progress on a claim (see [`Claim::activity`]).
+pub(crate) struct Activity {
+    claim: Arc<Claim>,
+    lease: Duration,
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.claim.renew(self.lease);
+        self.claim.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -97,6 +129,7 @@ impl Claims {
                 body: Some(body),
             }),
             deadline: Mutex::new(Instant::now() + self.lease),
+            active: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
         });
         let mut table = lock(&self.table);
@@ -157,6 +190,12 @@ impl Claims {
             };
             if *lock(&claim.deadline) > Instant::now() {
                 continue; // renewed while we slept
+            }
+            if claim.is_active() {
+                // The worker's body read is open, waiting on a slow client:
+                // alive, not lapsed.
+                claim.renew(self.lease);
+                continue;
             }
             // After response headers the lease no longer applies: the
             // response call owns the claim, and a vanished worker shows as

@@ -33,7 +33,10 @@ pub(super) async fn body(
         let lease = api.claims.lease();
         claim.renew(lease);
         let metrics = api.metrics.clone();
+        // Lives as long as the worker's connection keeps this body open.
+        let active = claim.activity(lease);
         let chunks = body.into_stream().map(move |chunk| {
+            let _alive = &active;
             claim.renew(lease);
             if let Ok(bytes) = &chunk {
                 metrics.body_bytes.inc_by(bytes.len() as u64);
