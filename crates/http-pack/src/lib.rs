@@ -14,7 +14,9 @@
 //!   turns hostile input into a [`DecodeError`], never a panic or an
 //!   allocation beyond its [`Limits`];
 //! * conversions to and from `http::request::Parts` and `http::response::Parts`;
-//! * [`render_http1`] / [`Http1Renderer`]: a frame sequence as HTTP/1.1 bytes.
+//! * [`render_http1`] / [`Http1Renderer`]: a frame sequence as HTTP/1.1 bytes;
+//! * [`hop_by_hop`]: which header fields describe one connection (RFC 9110
+//!   §7.6.1), the definition every crate that forwards messages shares.
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
@@ -67,6 +69,7 @@ mod encode;
 mod error;
 mod frame;
 mod head;
+pub mod hop_by_hop;
 mod http1;
 mod limits;
 mod parse;

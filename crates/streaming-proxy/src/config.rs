@@ -53,8 +53,14 @@ pub struct ProxyConfig {
     pub l1_bytes: u64,
     /// Byte budget of the disk (L2) cache; `0` disables L2.
     pub l2_bytes: u64,
-    /// Freshness lifetime of answers without `max-age`/`s-maxage`/`Expires`.
+    /// Upper bound of the heuristic freshness lifetime (RFC 9111 §4.2.2) of answers
+    /// with `Last-Modified` but without `max-age`/`s-maxage`/`Expires` (a tenth of
+    /// their age since `Last-Modified`, at most this).
     pub default_ttl_secs: u64,
+    /// Send the client's `Host` to the origin (else the upstream's).
+    pub preserve_host: bool,
+    /// Store answers with `Set-Cookie`, without that header (else not stored).
+    pub store_set_cookie: bool,
     /// Objects are fetched and stored in slices of this many bytes.
     pub slice_size: u64,
     /// normal, record or replay.
@@ -84,6 +90,8 @@ impl Default for ProxyConfig {
             l1_bytes: 256 * 1024 * 1024,
             l2_bytes: 10 * 1024 * 1024 * 1024,
             default_ttl_secs: 3600,
+            preserve_host: false,
+            store_set_cookie: false,
             slice_size: 1024 * 1024,
             mode: Mode::Normal,
             metrics: None,

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::lock;
-use crate::meta::{self, FOREVER, ObjectMeta};
+use crate::meta::{self, ObjectMeta};
+use crate::policy::{self, Directives};
 use crate::proxy::Shared;
 use crate::upstream::UpstreamError;
 
@@ -48,6 +49,21 @@ pub(crate) struct StreamHead {
     pub relay: bool,
     /// The origin's head as object metadata (`cacheable` says whether it is stored).
     pub meta: ObjectMeta,
+    /// Fields of the answer that are not stored (`Set-Cookie` with
+    /// `store_set_cookie`): sent to the client that started the fill only.
+    #[serde(default)]
+    pub owner_headers: Vec<(String, String)>,
+}
+
+/// What a fill asks the origin for, taken from the client that started it.
+#[derive(Debug)]
+pub(crate) struct Want {
+    /// Request path and query.
+    pub path: String,
+    /// The client's forwarded headers, prepared for fills ([`crate::forward::for_fill`]).
+    pub headers: HeaderMap,
+    /// The client's `Cache-Control` (its `no-store` forbids storing the answer).
+    pub directives: Directives,
 }
 
 /// Progress of a fill as seen through the table.
@@ -77,6 +93,8 @@ pub(crate) enum Source {
         head: Box<StreamHead>,
         /// Object offset of the next body byte the reader returns.
         next: u64,
+        /// This request started the fill (its headers went to the origin).
+        started: bool,
     },
 }
 
@@ -135,7 +153,7 @@ impl Fills {
 /// wrapped): the caller then waits for that fill to end and uses the stored pieces.
 pub(crate) async fn open(
     shared: &Arc<Shared>,
-    key: &str,
+    want: &Arc<Want>,
     index: u64,
     may_fetch: bool,
     mut avoid: Option<StreamId>,
@@ -146,6 +164,8 @@ pub(crate) async fn open(
     // (fill finishing between the checks, piece evicted right after being stored,
     // waiting for a free stream).
     'turns: for _ in 0..8 {
+        // Again each turn: a fill may have just learnt that the object varies.
+        let key = &shared.key_for(&want.path, &want.headers);
         if let Some(meta) = shared.cache.meta(key)
             && let Some(bytes) = shared.cache.get_piece(key, index).await
         {
@@ -180,6 +200,7 @@ pub(crate) async fn open(
                     table.insert((key.to_owned(), index), rx.clone());
                     let fill = Fill {
                         shared: shared.clone(),
+                        want: want.clone(),
                         key: key.to_owned(),
                         index,
                         writer,
@@ -202,6 +223,7 @@ pub(crate) async fn open(
             spare = Some(writer);
             continue;
         };
+        let reader_is_new = reader.is_some();
         let reader = match reader {
             Some(reader) => reader,
             None => {
@@ -224,12 +246,30 @@ pub(crate) async fn open(
                 }
             }
         };
-        return read_head(reader).await;
+        let started = reader_is_new;
+        let source = read_head(reader, started).await?;
+        if let Source::Tail { head, .. } = &source
+            && !started
+            && !shareable(head, want)
+        {
+            // Not this client's answer: the fill re-keyed itself to its variant,
+            // or unregistered an answer it will not share; the next turn finds
+            // this client's own.
+            continue;
+        }
+        return Ok(source);
     }
     Err(OpenError::Busy)
 }
 
-async fn read_head(mut reader: StreamReader) -> Result<Source, OpenError> {
+/// Whether a fill another client started may answer `want`: a stored answer
+/// whose variant (RFC 9111 §4.1) is `want`'s.
+fn shareable(head: &StreamHead, want: &Want) -> bool {
+    let fields: Vec<String> = head.meta.vary.iter().map(|(n, _)| n.clone()).collect();
+    head.meta.cacheable && policy::selecting(&fields, &want.headers) == head.meta.vary
+}
+
+async fn read_head(mut reader: StreamReader, started: bool) -> Result<Source, OpenError> {
     let slot = reader.next().await.map_err(|e| match e {
         ReadError::Aborted(reason) => OpenError::Origin(abort_status(reason)),
         _ => OpenError::Origin(StatusCode::BAD_GATEWAY),
@@ -243,12 +283,16 @@ async fn read_head(mut reader: StreamReader) -> Result<Source, OpenError> {
         reader,
         next: head.body_offset,
         head: Box::new(head),
+        started,
     })
 }
 
 /// One origin fetch, run in its own task.
 struct Fill {
     shared: Arc<Shared>,
+    want: Arc<Want>,
+    /// Where the answer is stored: the path, or its variant's key once the
+    /// origin's `Vary` is known.
     key: String,
     index: u64,
     writer: StreamWriter,
@@ -298,24 +342,35 @@ impl Fill {
         let shared = self.shared.clone();
         let slice = shared.config.slice_size;
         let start = self.index * slice;
-        let mut headers = HeaderMap::new();
+        // The starting client's headers (`want.headers` asks for identity coding:
+        // byte ranges of a coded body mean nothing to a client that cannot decode
+        // it), and the slice.
+        let mut headers = self.want.headers.clone();
         let range = format!("bytes={}-{}", start, start + slice - 1);
         if let Ok(value) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, value);
         }
-        // Stored bytes are served to every client, and byte ranges of a coded
-        // body mean nothing to one that cannot decode it: ask for the plain bytes.
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
         let answer = shared
             .upstream
-            .send(Method::GET, &self.key, headers, web_service::Body::empty())
+            .send(
+                Method::GET,
+                &self.want.path,
+                headers,
+                web_service::Body::empty(),
+            )
             .await
             .map_err(|e: UpstreamError| e.status())?;
         let (parts, mut body) = answer.into_parts();
         let head = self.head(&parts);
+        if head.meta.key != self.key {
+            // The answer varies: it belongs under its variant's key, where later
+            // requests of the same variant look for it.
+            self.unregister(None);
+            self.key = head.meta.key.clone();
+            lock(&shared.fills.table)
+                .entry((self.key.clone(), self.index))
+                .or_insert_with(|| self.rx.clone());
+        }
         tracing::debug!(key = %self.key, index = self.index, status = %parts.status, relay = head.relay, "fill head");
         if head.meta.cacheable {
             let mut object = head.meta.clone();
@@ -439,31 +494,63 @@ impl Fill {
             StatusCode::OK => (0, length, length),
             _ => (0, length, None),
         };
-        let fresh = meta::freshness(
-            config.mode,
+        let now = meta::now_secs();
+        let storage = policy::storable(
+            self.shared.settings(),
+            &self.want.directives,
             parts.status.as_u16(),
             headers,
             total.is_some(),
-            std::time::Duration::from_secs(config.default_ttl_secs),
+            now,
         );
         let relay = total.is_none() || !parts.status.is_success();
         // Pieces are cut at slice borders: only an answer aligned on them is stored.
         let slice = config.slice_size;
         let aligned =
             offset % slice == 0 && end.is_some_and(|e| e % slice == 0 || Some(e) == total);
+        let path = &self.want.path;
+        // Stored copies are identity-coded (see `meta::identity_coded`), so
+        // `Accept-Encoding` selects nothing among them.
+        let (key, vary, varies_ok) = match policy::vary(headers) {
+            policy::Vary::Fields(fields) => {
+                let selected = policy::selecting(&fields, &self.want.headers);
+                let key = policy::variant_key(path, &selected);
+                (key, selected, meta::identity_coded(headers))
+            }
+            policy::Vary::None | policy::Vary::Star => (path.clone(), Vec::new(), true),
+        };
+        let mut cacheable = storage.is_some() && !relay && aligned && varies_ok;
+        if cacheable {
+            let fields: Vec<String> = vary.iter().map(|(n, _)| n.clone()).collect();
+            // A bounded index: beyond it the answer is not stored.
+            cacheable = self.shared.note_variant(path, &fields, &key);
+        }
+        let strip = storage.as_ref().map_or(&[][..], |s| &s.strip[..]);
+        let (stored, owner_headers) = if cacheable {
+            let all = meta::stored_headers(headers, &[]);
+            let (owner, stored): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|(n, _)| strip.iter().any(|s| s.as_str().eq_ignore_ascii_case(n)));
+            // The starter's own answer carries them all; nobody else's does.
+            (stored, owner)
+        } else {
+            (meta::stored_headers(headers, &[]), Vec::new())
+        };
         StreamHead {
             body_offset: offset,
             body_end: end,
             relay,
+            owner_headers,
             meta: ObjectMeta {
-                key: self.key.clone(),
+                key,
                 status: parts.status.as_u16(),
-                headers: meta::stored_headers(headers),
+                headers: stored,
                 total,
                 slice_size: config.slice_size,
-                fresh_until: fresh.unwrap_or(0).min(FOREVER),
-                cacheable: fresh.is_some() && !relay && aligned,
-                stored_at: meta::now_secs(),
+                fresh_until: storage.map_or(0, |s| s.fresh_until),
+                cacheable,
+                stored_at: now,
+                vary,
             },
         }
     }

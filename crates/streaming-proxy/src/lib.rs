@@ -79,10 +79,12 @@
 mod body;
 mod config;
 mod fill;
+mod forward;
 mod l1;
 mod l2;
 mod meta;
 mod metrics;
+mod policy;
 mod proxy;
 mod range;
 mod tiered;

@@ -54,9 +54,17 @@ struct Cli {
     /// Disk cache budget in bytes (0 disables the disk cache).
     #[arg(long)]
     l2_bytes: Option<u64>,
-    /// Lifetime of answers without cache headers, in seconds.
+    /// Upper bound, in seconds, of the heuristic lifetime of answers with
+    /// `Last-Modified` and no explicit freshness (RFC 9111 §4.2.2).
     #[arg(long)]
     default_ttl_secs: Option<u64>,
+    /// Send the client's Host to the origin instead of the upstream's.
+    #[arg(long)]
+    preserve_host: bool,
+    /// Store answers carrying Set-Cookie (without that header; the client whose
+    /// request fetched it still gets it).
+    #[arg(long)]
+    store_set_cookie: bool,
     /// Serve Prometheus `/metrics` on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -83,6 +91,8 @@ impl Cli {
         c.l2_bytes = self.l2_bytes.unwrap_or(c.l2_bytes);
         c.default_ttl_secs = self.default_ttl_secs.unwrap_or(c.default_ttl_secs);
         c.metrics = self.metrics.or(c.metrics);
+        c.preserve_host |= self.preserve_host;
+        c.store_set_cookie |= self.store_set_cookie;
         Ok(c)
     }
 }

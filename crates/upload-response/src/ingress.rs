@@ -40,18 +40,6 @@ enum Pumped {
     Abandoned,
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
-/// HTTP/2 and HTTP/3 forbid them outright.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 impl UploadResponseService {
     /// Serves one request: streams it into the request cache, offers it to
     /// workers, and returns the worker's response, whose body streams from
@@ -255,11 +243,8 @@ impl Flight {
         };
         let mut response = Response::new(());
         *response.status_mut() = parts.status;
-        for (name, value) in &parts.headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) {
-                response.headers_mut().append(name, value.clone());
-            }
-        }
+        // HTTP/2 and HTTP/3 forbid connection-specific fields (RFC 9110 §7.6.1).
+        *response.headers_mut() = http_pack::hop_by_hop::end_to_end(&parts.headers);
         let body = futures_util::stream::unfold(
             (watcher, Some(self)),
             |(mut watcher, flight)| async move {

@@ -102,7 +102,9 @@ impl Spec {
             die_after: None,
             status: 200,
             shift: 0,
-            last_modified: None,
+            // Stored for the heuristic lifetime (RFC 9111 §4.2.2: a tenth of its
+            // age, capped by `default_ttl_secs`), like a static file server's.
+            last_modified: Some("Thu, 01 Jan 2026 00:00:00 GMT".into()),
             auth: None,
             vary: None,
         }
