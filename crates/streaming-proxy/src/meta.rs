@@ -34,7 +34,7 @@ pub struct ObjectMeta {
     pub stored_at: u64,
     /// The selecting request fields of a varying answer and their values in the
     /// request it answered (RFC 9111 §4.1), lower-case names; empty when the
-    /// answer does not vary. Part of the cache key ([`crate::policy::variant_key`]).
+    /// answer does not vary. Part of the cache key (see `policy::variant_key`).
     #[serde(default)]
     pub vary: Vec<(String, String)>,
 }
