@@ -67,8 +67,17 @@ pub struct ProxyConfig {
     pub mode: Mode,
     /// Where `/metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
-    /// Time allowed for the origin to connect and answer with a head (`504` beyond).
+    /// Time allowed for the origin to answer with a head, connection included
+    /// (`504` beyond).
     pub upstream_timeout_secs: u64,
+    /// Time allowed for a TCP connection to the origin (`502` beyond).
+    pub upstream_connect_timeout_secs: u64,
+    /// An origin body that sends no byte for this long ends its fill (and every
+    /// reader's body) with an error; pass-through bodies end the same way.
+    pub upstream_body_idle_secs: u64,
+    /// A client that takes no byte of its response for this long loses it: the
+    /// body ends with an error and the client's hold on fills is released.
+    pub client_write_idle_secs: u64,
     /// Fills (origin fetches) in progress at once; beyond it, a miss waits for one to
     /// end (up to `upstream_timeout_secs`, then `503`).
     pub max_fills: usize,
@@ -96,6 +105,9 @@ impl Default for ProxyConfig {
             mode: Mode::Normal,
             metrics: None,
             upstream_timeout_secs: 30,
+            upstream_connect_timeout_secs: 10,
+            upstream_body_idle_secs: 30,
+            client_write_idle_secs: 60,
             max_fills: 256,
             purge_allow: vec![
                 IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
@@ -200,6 +212,19 @@ impl ProxyConfig {
                 ));
             }
         }
+        for (name, secs) in [
+            ("upstream_timeout_secs", self.upstream_timeout_secs),
+            (
+                "upstream_connect_timeout_secs",
+                self.upstream_connect_timeout_secs,
+            ),
+            ("upstream_body_idle_secs", self.upstream_body_idle_secs),
+            ("client_write_idle_secs", self.client_write_idle_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
         if self.max_fills == 0 {
             return Err(ConfigError::Invalid("max_fills must be > 0".into()));
         }
@@ -242,6 +267,8 @@ mod tests {
         assert!(bad(|c| c.slice_size = 100));
         assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
         assert!(bad(|c| c.max_fills = 0));
+        assert!(bad(|c| c.upstream_body_idle_secs = 0));
+        assert!(bad(|c| c.client_write_idle_secs = 0));
         assert!(bad(|c| c.listen_tls = Some(c.listen)));
         assert!(bad(|c| {
             c.listen_tls = Some(c.listen);

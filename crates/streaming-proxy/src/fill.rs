@@ -405,7 +405,13 @@ impl Fill {
 
         let mut offset = head.body_offset;
         let mut piece = BytesMut::new();
-        while let Some(frame) = body.frame().await {
+        let idle = Duration::from_secs(shared.config.upstream_body_idle_secs);
+        loop {
+            let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+                tracing::warn!(key = %self.key, ?idle, "origin body idle: fill ended");
+                return Err(StatusCode::GATEWAY_TIMEOUT);
+            };
+            let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| {
                 tracing::warn!(key = %self.key, error = %e, "origin body failed");
                 StatusCode::BAD_GATEWAY

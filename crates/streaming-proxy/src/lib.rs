@@ -82,6 +82,7 @@ mod body;
 mod config;
 mod fill;
 mod forward;
+mod idle;
 mod l1;
 mod l2;
 mod meta;

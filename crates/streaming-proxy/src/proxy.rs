@@ -18,6 +18,7 @@ use crate::body::{RangeBody, relay_body};
 use crate::config::{Mode, ProxyConfig};
 use crate::fill::{self, Fills, Source, Want};
 use crate::forward;
+use crate::idle;
 use crate::meta::{self, ObjectMeta, now_secs};
 use crate::metrics::Metrics;
 use crate::policy::{self, Action, Decision, Outcome, Reply, Req};
@@ -95,6 +96,15 @@ impl Shared {
             entry.keys.push(key.to_owned());
         }
         true
+    }
+
+    /// A response body as the client gets it: dropped when the client takes
+    /// nothing for `client_write_idle_secs`.
+    pub fn to_client(&self, body: Body) -> Body {
+        idle::write_idle(
+            body,
+            Duration::from_secs(self.config.client_write_idle_secs),
+        )
     }
 
     /// Removes `path` and every variant of it from both tiers; whether anything
@@ -184,7 +194,10 @@ impl StreamingProxy {
         // Before the cache is opened: a bad `upstream_ca` stops start-up untouched.
         let upstream = Upstream::new(
             base,
-            Duration::from_secs(config.upstream_timeout_secs),
+            (
+                Duration::from_secs(config.upstream_connect_timeout_secs),
+                Duration::from_secs(config.upstream_timeout_secs),
+            ),
             config.upstream_http2,
             config.upstream_ca.as_deref(),
         )?;
@@ -404,7 +417,7 @@ impl StreamingProxy {
                     let mut response = Response::new(if req.ask.head_only {
                         Body::empty()
                     } else {
-                        relay_body(reader)
+                        shared.to_client(relay_body(reader))
                     });
                     *response.status_mut() =
                         StatusCode::from_u16(head.meta.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -545,7 +558,7 @@ impl StreamingProxy {
         let body = if req.ask.head_only || start == end {
             Body::empty()
         } else {
-            RangeBody::new(
+            let body = RangeBody::new(
                 self.shared.clone(),
                 want.clone(),
                 meta.clone(),
@@ -553,7 +566,8 @@ impl StreamingProxy {
                 may_fetch,
                 first,
             )
-            .into_body()
+            .into_body();
+            self.shared.to_client(body)
         };
         let mut response = Response::new(body);
         *response.status_mut() = code;
@@ -703,7 +717,9 @@ impl StreamingProxy {
                 parts
                     .headers
                     .insert(X_CACHE, HeaderValue::from_static(status.as_str()));
-                (Response::from_parts(parts, Body::new(incoming)), status)
+                let idle = Duration::from_secs(self.shared.config.upstream_body_idle_secs);
+                let body = self.shared.to_client(idle::origin_body(incoming, idle));
+                (Response::from_parts(parts, body), status)
             }
         }
     }
