@@ -350,6 +350,12 @@ impl Fill {
         if let Ok(value) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, value);
         }
+        // A slice of a stored object must be of its version (RFC 9110 §13.1.1,
+        // §13.1.4): the origin answers 412 if it changed, never another version.
+        let version = shared.cache.meta(&self.key);
+        if let Some((name, value)) = version.as_deref().and_then(version_condition) {
+            headers.insert(name, value);
+        }
         let answer = shared
             .upstream
             .send(
@@ -361,6 +367,14 @@ impl Fill {
             .await
             .map_err(|e: UpstreamError| e.status())?;
         let (parts, mut body) = answer.into_parts();
+        if parts.status == StatusCode::PRECONDITION_FAILED
+            && let Some(old) = &version
+        {
+            // The stored version is gone at the origin: so are its pieces. The
+            // readers see a relayed 412 (an error end for a response under way).
+            tracing::info!(key = %self.key, "origin object changed: stored version dropped");
+            shared.cache.purge(&old.key).await;
+        }
         let head = self.head(&parts);
         if head.meta.key != self.key {
             // The answer varies: it belongs under its variant's key, where later
@@ -560,6 +574,19 @@ impl Fill {
             },
         }
     }
+}
+
+/// The condition that pins a fetch to `meta`'s version: `If-Match` with a strong
+/// `ETag`, else `If-Unmodified-Since` with `Last-Modified`.
+fn version_condition(meta: &ObjectMeta) -> Option<(header::HeaderName, HeaderValue)> {
+    if let Some(etag) = meta.etag().filter(|e| !e.trim_start().starts_with("W/")) {
+        return Some((header::IF_MATCH, HeaderValue::from_str(etag).ok()?));
+    }
+    let modified = meta.last_modified()?;
+    Some((
+        header::IF_UNMODIFIED_SINCE,
+        HeaderValue::from_str(modified).ok()?,
+    ))
 }
 
 /// `Content-Range: bytes s-e/total` as `(s, e, total)`.

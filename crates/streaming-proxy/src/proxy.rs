@@ -484,6 +484,13 @@ impl StreamingProxy {
         let mut source = None;
         if !replay && sends_body && !self.shared.cache.has_piece(&meta.key, first) {
             match fill::open(&self.shared, want, first, true, None).await {
+                Ok(Source::Tail { head, .. })
+                    if head.meta.status == StatusCode::PRECONDITION_FAILED.as_u16() =>
+                {
+                    // The stored version changed at the origin (the fill dropped
+                    // it) and nothing was sent yet: answer from the new one.
+                    return Box::pin(self.fetch(req, want)).await;
+                }
                 Ok(opened) => source = Some(opened),
                 Err(e) => return said(e.status(), CacheStatus::Miss, &e.to_string()),
             }

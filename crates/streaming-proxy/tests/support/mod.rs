@@ -444,6 +444,19 @@ async fn serve(
         }
     }
     builder = builder.header("content-type", "application/octet-stream");
+    // Preconditions of another version (RFC 9110 §13.1.1, §13.1.4): 412.
+    let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap());
+    let if_match_fails = header("if-match").is_some_and(|m| spec.etag.as_deref() != Some(m));
+    let unmodified_fails =
+        header("if-unmodified-since").is_some_and(|d| spec.last_modified.as_deref() != Some(d));
+    if if_match_fails || unmodified_fails {
+        log(412);
+        return Ok(builder
+            .status(412)
+            .header("content-length", 0)
+            .body(empty())
+            .unwrap());
+    }
     if spec.status != 200 {
         log(spec.status);
         return Ok(builder
