@@ -349,6 +349,12 @@ impl StreamingProxy {
                     _ => self.fetch(req, want).await,
                 }
             }
+            (Action::Fetch, Some(stale)) => {
+                // Replaced, not revalidated (no validators): its pieces must not
+                // answer the fetch as "stored meanwhile".
+                self.shared.cache.purge(&stale.key).await;
+                self.fetch(req, want).await
+            }
             _ => self.fetch(req, want).await,
         }
     }

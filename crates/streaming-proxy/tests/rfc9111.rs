@@ -265,3 +265,21 @@ async fn vary_star_and_request_directives_end_to_end() {
     assert_eq!(origin.heads("/d").len(), 2);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entry_without_validators_is_replaced_not_served() {
+    let (origin, _dir, proxy, c) = harness(64 * KIB).await;
+    let mut spec = Spec::new(10 * KIB, 10).cache_control("max-age=1");
+    spec.etag = None;
+    spec.last_modified = None;
+    origin.add("/nv", spec);
+    assert_eq!(get(&c, &proxy, "/nv").await.x_cache(), "MISS");
+    proxy.idle().await;
+    origin.update("/nv", |s| s.seed = 11);
+    // Stale after a second (whole-second clock: up to two).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let got = get(&c, &proxy, "/nv").await;
+    assert_eq!(got.x_cache(), "MISS", "refetched");
+    assert_eq!(sha(&got.body), sha(&object_bytes(11, 0, 10 * KIB)));
+    proxy.shutdown().await;
+}
