@@ -8,8 +8,10 @@
 //! that fails aborts its stream: readers see `ReadError::Aborted`, never a clean end
 //! (pingora issue 932), and the table entry is removed so the next miss tries again.
 //!
-//! Stream layout: slot 1 holds a [`StreamHead`] (TOML), then raw body bytes, then
-//! the end marker. Rings are sized to hold a whole slice in typical chunk sizes so a
+//! Stream layout: slot 1 is an empty headers slot, then raw body bytes, then the
+//! end marker. The fill's [`StreamHead`] is not in the stream: it is a typed value
+//! in the fill's state, published before slot 1 is written, so a reader that has
+//! read slot 1 finds it there. Rings are sized to hold a whole slice in typical chunk sizes so a
 //! late joiner of a slice fill can always read from its first byte; if the ring did
 //! wrap (tiny chunks, or a whole-object fill) the joiner waits for the fill to finish
 //! and reads the stored pieces instead.
@@ -24,7 +26,6 @@ use chunk_cache::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::lock;
@@ -38,8 +39,8 @@ pub(crate) const SLOT_SIZE: usize = 64 * 1024;
 /// Abort code a fill uses when the origin failed (as opposed to timed out).
 const ORIGIN_FAILED: u16 = 502;
 
-/// Slot 1 of a fill's stream: what the origin answered and which bytes follow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the origin answered a fill and which bytes its stream holds.
+#[derive(Debug, Clone)]
 pub(crate) struct StreamHead {
     /// Object offset of the first body byte in the stream.
     pub body_offset: u64,
@@ -51,7 +52,6 @@ pub(crate) struct StreamHead {
     pub meta: ObjectMeta,
     /// Fields of the answer that are not stored (`Set-Cookie` with
     /// `store_set_cookie`): sent to the client that started the fill only.
-    #[serde(default)]
     pub owner_headers: Vec<(String, String)>,
 }
 
@@ -66,12 +66,20 @@ pub(crate) struct Want {
     pub directives: Directives,
 }
 
-/// Progress of a fill as seen through the table.
+/// Where a fill is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FillState {
+enum Phase {
     Streaming(StreamId),
     Done,
     Failed(StatusCode),
+}
+
+/// A fill's state, owned by the fill and seen by its readers through the table.
+#[derive(Debug, Clone)]
+struct FillState {
+    phase: Phase,
+    /// The origin's answer head, once it arrived (kept after the fill ends).
+    head: Option<Arc<StreamHead>>,
 }
 
 type Table = HashMap<(String, u64), watch::Receiver<FillState>>;
@@ -196,7 +204,10 @@ pub(crate) async fn open(
                         .streams
                         .register_reader(id)
                         .map_err(|_| OpenError::Busy)?;
-                    let (tx, rx) = watch::channel(FillState::Streaming(id));
+                    let (tx, rx) = watch::channel(FillState {
+                        phase: Phase::Streaming(id),
+                        head: None,
+                    });
                     table.insert((key.to_owned(), index), rx.clone());
                     let fill = Fill {
                         shared: shared.clone(),
@@ -227,27 +238,29 @@ pub(crate) async fn open(
         let reader = match reader {
             Some(reader) => reader,
             None => {
-                let state = *rx.borrow_and_update();
-                match state {
-                    FillState::Streaming(id) if Some(id) != avoid => {
+                let phase = rx.borrow_and_update().phase;
+                match phase {
+                    Phase::Streaming(id) if Some(id) != avoid => {
                         match shared.fills.streams.register_reader(id) {
                             Ok(reader) => reader,
                             Err(_) => continue, // released: finished, pieces stored
                         }
                     }
-                    FillState::Streaming(_) => {
+                    Phase::Streaming(_) => {
                         // Wait for the fill we could not tail to finish.
-                        let _ = rx.wait_for(|s| !matches!(s, FillState::Streaming(_))).await;
+                        let _ = rx
+                            .wait_for(|s| !matches!(s.phase, Phase::Streaming(_)))
+                            .await;
                         avoid = None;
                         continue;
                     }
-                    FillState::Done => continue,
-                    FillState::Failed(status) => return Err(OpenError::Origin(status)),
+                    Phase::Done => continue,
+                    Phase::Failed(status) => return Err(OpenError::Origin(status)),
                 }
             }
         };
         let started = reader_is_new;
-        let source = read_head(reader, started).await?;
+        let source = read_head(reader, &rx, started).await?;
         if let Source::Tail { head, .. } = &source
             && !started
             && !shareable(head, want)
@@ -269,20 +282,26 @@ fn shareable(head: &StreamHead, want: &Want) -> bool {
     head.meta.cacheable && policy::selecting(&fields, &want.headers) == head.meta.vary
 }
 
-async fn read_head(mut reader: StreamReader, started: bool) -> Result<Source, OpenError> {
+async fn read_head(
+    mut reader: StreamReader,
+    state: &watch::Receiver<FillState>,
+    started: bool,
+) -> Result<Source, OpenError> {
     let slot = reader.next().await.map_err(|e| match e {
         ReadError::Aborted(reason) => OpenError::Origin(abort_status(reason)),
         _ => OpenError::Origin(StatusCode::BAD_GATEWAY),
     })?;
-    let head = std::str::from_utf8(&slot.bytes)
-        .ok()
-        .and_then(|t| toml::from_str::<StreamHead>(t).ok())
+    // Published before slot 1 was written: present once slot 1 was read.
+    let head = state
+        .borrow()
+        .head
+        .clone()
         .filter(|_| slot.kind == SlotKind::Headers)
         .ok_or(OpenError::Origin(StatusCode::BAD_GATEWAY))?;
     Ok(Source::Tail {
         reader,
         next: head.body_offset,
-        head: Box::new(head),
+        head: Box::new(StreamHead::clone(&head)),
         started,
     })
 }
@@ -315,7 +334,7 @@ impl Fill {
         let _gauge = GaugeGuard(self.shared.clone());
         match self.fetch().await {
             Ok(()) => {
-                let _ = self.tx.send(FillState::Done);
+                self.tx.send_modify(|s| s.phase = Phase::Done);
             }
             Err(status) => {
                 tracing::warn!(key = %self.key, index = self.index, %status, "fill failed");
@@ -325,7 +344,7 @@ impl Fill {
                     AbortReason::Other(ORIGIN_FAILED)
                 };
                 self.writer.abort(reason);
-                let _ = self.tx.send(FillState::Failed(status));
+                self.tx.send_modify(|s| s.phase = Phase::Failed(status));
             }
         }
         self.unregister(None);
@@ -411,9 +430,10 @@ impl Fill {
             // to the origin themselves.
             self.unregister(None);
         }
-        let encoded = toml::to_string(&head).map_err(|_| StatusCode::BAD_GATEWAY)?;
+        let published = Arc::new(head.clone());
+        self.tx.send_modify(|s| s.head = Some(published));
         self.writer
-            .add(1, Bytes::from(encoded))
+            .add(1, Bytes::new())
             .await
             .map_err(|_| StatusCode::BAD_GATEWAY)?;
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 // TOML integers are i64, so "forever" is the largest one.
 pub const FOREVER: u64 = i64::MAX as u64;
 
-/// An object's response head and layout, as stored in both tiers and sent in slot 1
-/// of a fill's chunk-cache stream.
+/// An object's response head and layout, as stored in both tiers and carried by a
+/// fill's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     /// Cache key (request path and query).
@@ -115,7 +115,7 @@ impl ObjectMeta {
         (start, end)
     }
 
-    /// Encodes for slot 1 and the on-disk `meta` file.
+    /// Encodes for the on-disk `meta` file.
     pub fn encode(&self) -> Result<String, toml::ser::Error> {
         toml::to_string(self)
     }
