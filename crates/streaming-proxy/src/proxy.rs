@@ -571,6 +571,9 @@ impl StreamingProxy {
         let body = if req.ask.head_only || start == end {
             Body::empty()
         } else {
+            let ss = meta.slice_size;
+            let one_stored_piece =
+                status == CacheStatus::Hit && first.is_none() && start / ss == (end - 1) / ss;
             let body = RangeBody::new(
                 self.shared.clone(),
                 want.clone(),
@@ -580,7 +583,13 @@ impl StreamingProxy {
                 first,
             )
             .into_body();
-            self.shared.to_client(body)
+            if one_stored_piece {
+                // A client that stops reading holds only that piece's bytes, no
+                // fill: no pump task for it (the common small hit stays cheap).
+                body
+            } else {
+                self.shared.to_client(body)
+            }
         };
         let mut response = Response::new(body);
         *response.status_mut() = code;
