@@ -54,9 +54,29 @@ struct Cli {
     /// Disk cache budget in bytes (0 disables the disk cache).
     #[arg(long)]
     l2_bytes: Option<u64>,
-    /// Lifetime of answers without cache headers, in seconds.
+    /// Upper bound, in seconds, of the heuristic lifetime of answers with
+    /// `Last-Modified` and no explicit freshness (RFC 9111 §4.2.2).
     #[arg(long)]
     default_ttl_secs: Option<u64>,
+    /// Send the client's Host to the origin instead of the upstream's.
+    #[arg(long)]
+    preserve_host: bool,
+    /// Store answers carrying Set-Cookie (without that header; the client whose
+    /// request fetched it still gets it).
+    #[arg(long)]
+    store_set_cookie: bool,
+    /// Seconds for the origin to answer with a head (connection included).
+    #[arg(long)]
+    upstream_timeout_secs: Option<u64>,
+    /// Seconds for a TCP connection to the origin.
+    #[arg(long)]
+    upstream_connect_timeout_secs: Option<u64>,
+    /// Seconds without a byte of an origin body before its fill fails.
+    #[arg(long)]
+    upstream_body_idle_secs: Option<u64>,
+    /// Seconds a client may take no byte of its response before it is dropped.
+    #[arg(long)]
+    client_write_idle_secs: Option<u64>,
     /// Serve Prometheus `/metrics` on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -87,6 +107,20 @@ impl Cli {
         c.default_ttl_secs = self.default_ttl_secs.unwrap_or(c.default_ttl_secs);
         c.metrics = self.metrics.or(c.metrics);
         c.max_key_bytes = self.max_key_bytes.unwrap_or(c.max_key_bytes);
+        c.preserve_host |= self.preserve_host;
+        c.upstream_timeout_secs = self
+            .upstream_timeout_secs
+            .unwrap_or(c.upstream_timeout_secs);
+        c.upstream_connect_timeout_secs = self
+            .upstream_connect_timeout_secs
+            .unwrap_or(c.upstream_connect_timeout_secs);
+        c.upstream_body_idle_secs = self
+            .upstream_body_idle_secs
+            .unwrap_or(c.upstream_body_idle_secs);
+        c.client_write_idle_secs = self
+            .client_write_idle_secs
+            .unwrap_or(c.client_write_idle_secs);
+        c.store_set_cookie |= self.store_set_cookie;
         Ok(c)
     }
 }
