@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use streaming_proxy::{Mode, ProxyConfig, StreamingProxy};
-use web_service::{Body, Listen, Server, ServerConfig, TlsIdentity};
+use service_ops::LogFormat;
+use streaming_proxy::{Metrics, Mode, ProxyConfig, StreamingProxy};
+use web_service::{Body, Listen, Server, ServerConfig, ShutdownSignal, TlsIdentity};
 
 /// Caching pass-through reverse proxy. Flags override the `--config` file.
 #[derive(Debug, Parser)]
@@ -57,9 +58,15 @@ struct Cli {
     /// Lifetime of answers without cache headers, in seconds.
     #[arg(long)]
     default_ttl_secs: Option<u64>,
-    /// Serve Prometheus `/metrics` on this address.
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Log line format on stderr: text or json [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Do not write the access log (one line per request, target `access`).
+    #[arg(long)]
+    no_access_log: bool,
 }
 
 impl Cli {
@@ -89,14 +96,9 @@ impl Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    service_ops::init_logging(cli.log_format.unwrap_or_default(), !cli.no_access_log);
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streaming-proxy: {e}");
@@ -106,6 +108,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let access_log = !cli.no_access_log;
     let config = cli.into_config()?;
     let listen = config.listen;
     let metrics_addr = config.metrics;
@@ -117,8 +120,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         _ => None,
     };
     let proxy = StreamingProxy::new(config)?;
+    let server_config = ServerConfig {
+        access_log,
+        ..ServerConfig::default()
+    };
     let server = Server::bind(
-        ServerConfig::default(),
+        server_config.clone(),
         Listen {
             http: Some(listen),
             https: tls,
@@ -130,23 +137,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let _ = write!(ready, " https={addr}");
     }
     if let Some(addr) = metrics_addr {
-        let metrics = proxy.metrics();
-        let server = bind_http(addr).await?;
+        let (metrics, web) = (proxy.metrics(), server.metrics());
+        let server = bind_http(addr, server_config).await?;
         let _ = write!(ready, " metrics={}", server.http_addr().unwrap_or(addr));
         tokio::spawn(async move {
             let handler = tower::service_fn(move |req: http::Request<Body>| {
-                let metrics = metrics.clone();
-                async move {
-                    if req.uri().path() == "/metrics" {
-                        http::Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
-                                metrics.render(),
-                            ))))
-                    } else {
-                        http::Response::builder().status(404).body(Body::empty())
-                    }
-                }
+                let page = (req.uri().path() == "/metrics").then(|| metrics_page(&metrics, &web));
+                async move { Ok::<_, std::convert::Infallible>(admin_answer(&req, page)) }
             });
             if let Err(e) = server
                 .serve(handler, web_service::ctrl_c_or_sigterm())
@@ -155,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });
-        tracing::info!(%addr, "metrics on /metrics");
+        tracing::info!(%addr, "metrics on /metrics, probes on /healthz and /readyz");
     }
     tracing::info!(listen = ?server.http_addr(), tls = ?server.https_addr(), "streaming-proxy listening");
     // The bound addresses (port 0 picks one) for scripts and benchmarks; stdout
@@ -168,10 +165,56 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A cleartext (HTTP/1.1 and h2c) server on `addr`.
-async fn bind_http(addr: SocketAddr) -> Result<Server, web_service::Error> {
+async fn bind_http(addr: SocketAddr, config: ServerConfig) -> Result<Server, web_service::Error> {
     let listen = Listen {
         http: Some(addr),
         https: None,
     };
-    Server::bind(ServerConfig::default(), listen).await
+    Server::bind(config, listen).await
+}
+
+/// The metrics listener's one page: the cache's counters and the proxy
+/// listener's connection counters, all named `streaming_proxy_*`, and
+/// `streaming_proxy_build_info`.
+fn metrics_page(metrics: &Metrics, web: &web_service::Metrics) -> String {
+    let mut text = service_ops::openmetrics_to_prometheus(&metrics.render());
+    text.push_str(&web.render_prometheus_prefixed("streaming_proxy"));
+    text.push_str(&service_ops::build_info(
+        "streaming_proxy",
+        env!("CARGO_PKG_VERSION"),
+    ));
+    text
+}
+
+/// `/metrics` (its rendered `page`), `/healthz`, `/readyz`, else `404`.
+fn admin_answer(req: &http::Request<Body>, page: Option<String>) -> http::Response<Body> {
+    let draining = req
+        .extensions()
+        .get::<ShutdownSignal>()
+        .is_some_and(ShutdownSignal::is_shutting_down);
+    let (status, content_type, body) = match (page, service_ops::probe(req.uri().path(), draining))
+    {
+        (Some(page), _) => (
+            http::StatusCode::OK,
+            service_ops::PROMETHEUS_CONTENT_TYPE,
+            Body::from(page),
+        ),
+        (None, Some(probe)) => (
+            probe.status(),
+            "text/plain; charset=utf-8",
+            Body::from(probe.body()),
+        ),
+        (None, None) => (
+            http::StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            Body::from("not found\n"),
+        ),
+    };
+    let mut res = http::Response::new(body);
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
 }

@@ -30,7 +30,7 @@ pub struct Running {
     pub worker_api: Option<SocketAddr>,
     /// The certificate clients should trust (the self-signed one, or --tls-cert).
     pub cert_path: Option<PathBuf>,
-    /// The worker API token.
+    /// The worker API token (never printed or logged: its path is).
     pub worker_token: String,
     /// Where the generated token was stored, if it was generated or reused from disk.
     pub worker_token_path: Option<PathBuf>,
@@ -89,6 +89,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         // abort the workers see.
         max_body_bytes: None,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
+        access_log: settings.access_log,
         ..ServerConfig::default()
     };
     let listen = Listen {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Deserialize;
+use service_ops::LogFormat;
 use upload_response::UploadResponseConfig;
 
 /// Command-line flags. Each is optional so that the TOML file can supply it.
@@ -74,6 +75,12 @@ pub struct Cli {
     /// request is offered again [default: 30000].
     #[arg(long)]
     pub worker_lease_ms: Option<u64>,
+    /// Log line format on stderr: text or json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Do not write the access log (one line per request, target `access`).
+    #[arg(long)]
+    pub no_access_log: bool,
 }
 
 /// The TOML file: the same options as the flags, in snake case.
@@ -97,6 +104,8 @@ pub struct FileConfig {
     max_body_bytes: Option<u64>,
     drain_timeout_ms: Option<u64>,
     worker_lease_ms: Option<u64>,
+    log_format: Option<LogFormat>,
+    access_log: Option<bool>,
 }
 
 /// A built-in in-process worker.
@@ -133,6 +142,10 @@ pub struct Settings {
     pub drain_timeout_ms: u64,
     /// Remote worker claim lease.
     pub worker_lease_ms: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
 }
 
 impl Settings {
@@ -211,6 +224,9 @@ impl Settings {
                 .or(file.worker_lease_ms)
                 .unwrap_or(30_000)
                 .max(1),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            // The flag can only turn it off; the file can say either.
+            access_log: !cli.no_access_log && file.access_log.unwrap_or(true),
         })
     }
 }

@@ -91,6 +91,7 @@
 //! A handler that stops reading a request body does not harm other streams: HTTP/2
 //! and HTTP/3 stop granting that stream credit, and the body is reset when dropped.
 
+mod access_log;
 mod body;
 mod config;
 mod conn;
