@@ -1,7 +1,8 @@
 //! What both binaries (`upload-response-server`, `streaming-proxy`) need to be
 //! operated, written once (ARCHITECTURE.md §11): logs on stderr in text or
 //! JSON with the access log switchable, the `/healthz` and `/readyz` answers,
-//! and the `build_info` metric.
+//! and the `build_info` metric; plus [`haproxy`], the balancer of the
+//! loopback scale-out recipes.
 //!
 //! ```
 //! use service_ops::{Probe, probe};
@@ -11,6 +12,7 @@
 //! assert_eq!(probe("/metrics", false), None);
 //! ```
 
+pub mod haproxy;
 mod health;
 mod logging;
 mod prometheus;
