@@ -12,6 +12,8 @@
 //! assert_eq!(probe("/metrics", false), None);
 //! ```
 
+#[cfg(feature = "deploy-check")]
+pub mod deploy_check;
 pub mod haproxy;
 mod health;
 mod logging;
