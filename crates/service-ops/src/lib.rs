@@ -12,6 +12,7 @@
 //! assert_eq!(probe("/metrics", false), None);
 //! ```
 
+pub mod config;
 #[cfg(feature = "deploy-check")]
 pub mod deploy_check;
 pub mod haproxy;

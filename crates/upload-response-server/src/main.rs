@@ -17,7 +17,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let settings = Settings::resolve(Cli::parse())?;
+    let cli = Cli::parse();
+    let check_only = cli.check_config;
+    let settings = Settings::resolve(cli)?;
+    if check_only {
+        settings.check()?;
+        eprintln!("upload-response-server: configuration ok");
+        return Ok(());
+    }
     service_ops::init_logging(settings.log_format, settings.access_log);
     let running = start(settings).await?;
     // Start-up facts go to the log (stderr); stdout carries only the READY line.

@@ -214,3 +214,48 @@ fn no_access_log_switches_the_lines_off_and_a_given_token_is_not_logged_either()
         "{stderr}"
     );
 }
+
+/// `--check-config` with `file`, `env` and `flags`: (exit code, stderr).
+fn check_config(file: &str, env: &[(&str, &str)], flags: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ur.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upload-response-server"));
+    cmd.arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .args(flags);
+    for key in ["UR_WORKER_TOKEN", "UR_NUM_STREAMS", "UR_CONFIG"] {
+        cmd.env_remove(key);
+    }
+    let out = cmd.envs(env.iter().copied()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_layers_file_then_environment_then_flags_and_names_the_bad_key() {
+    let file = "num_streams = 0\nresponse_timeout_ms = \"30s\"\nmax_body_bytes = \"1GiB\"\n";
+    // The file alone is unusable, and the message names the option.
+    let (code, err) = check_config(file, &[], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("num_streams"), "{err}");
+    // The environment beats the file...
+    let (code, err) = check_config(file, &[("UR_NUM_STREAMS", "5")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("configuration ok"), "{err}");
+    // ...and a flag beats the environment.
+    let (code, err) = check_config(file, &[("UR_NUM_STREAMS", "5")], &["--num-streams", "0"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, err) = check_config("num_streamz = 7\n", &[], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("num_streamz"), "{err}");
+    let (code, err) = check_config("drain_timeout_ms = \"soon\"\n", &[], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("drain_timeout_ms") || err.contains("soon"),
+        "{err}"
+    );
+}
