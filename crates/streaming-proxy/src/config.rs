@@ -5,13 +5,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest accepted `slice_size` (64 MiB).
 pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
 
 /// How the cache treats origin answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Honour the origin's cache headers.
@@ -50,18 +50,23 @@ pub struct ProxyConfig {
     /// Directory of the disk (L2) cache.
     pub cache_dir: PathBuf,
     /// Byte budget of the memory (L1) cache.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub l1_bytes: u64,
     /// Byte budget of the disk (L2) cache; `0` disables L2.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub l2_bytes: u64,
     /// Freshness lifetime of answers without `max-age`/`s-maxage`/`Expires`.
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub default_ttl_secs: u64,
     /// Objects are fetched and stored in slices of this many bytes.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub slice_size: u64,
     /// normal, record or replay.
     pub mode: Mode,
     /// Where `/metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Time allowed for the origin to connect and answer with a head (`504` beyond).
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub upstream_timeout_secs: u64,
     /// Fills (origin fetches) in progress at once; beyond it, a miss waits for one to
     /// end (up to `upstream_timeout_secs`, then `503`).

@@ -6,97 +6,117 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Serialize;
 use service_ops::LogFormat;
+use service_ops::config::{Secs, Size};
 use streaming_proxy::{Metrics, Mode, ProxyConfig, StreamingProxy};
 use web_service::{Body, Listen, Server, ServerConfig, ShutdownSignal, TlsIdentity};
 
-/// Caching pass-through reverse proxy. Flags override the `--config` file.
-#[derive(Debug, Parser)]
+/// Caching pass-through reverse proxy.
+///
+/// Every option is a flag, an environment variable (`SP_` + its name in upper
+/// snake case) and a key of the `--config` TOML file: flags beat the
+/// environment, which beats the file, which beats the defaults shown here.
+/// Sizes take units (`256MiB`), durations too (`30s`; bare numbers are seconds).
+#[derive(Debug, Parser, Serialize)]
 #[command(version, about)]
 struct Cli {
     /// TOML file with any of the settings below (snake_case keys).
-    #[arg(long)]
+    #[arg(long, env = "SP_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
-    /// Origin base URL, e.g. http://127.0.0.1:9000 or https://origin.example.
+    /// Validate the configuration (file, environment, flags, TLS files) and exit:
+    /// 0 if it is usable, else 1 with the offending key.
     #[arg(long)]
+    #[serde(skip)]
+    check_config: bool,
+    /// Origin base URL, e.g. http://127.0.0.1:9000 or https://origin.example (required).
+    #[arg(long, env = "SP_UPSTREAM")]
     upstream: Option<String>,
     /// Speak only HTTP/2 to the origin: h2c with prior knowledge on http://, ALPN
     /// offering only h2 on https:// (without it: HTTP/1.1, or the origin's ALPN pick).
-    #[arg(long)]
+    #[arg(long, env = "SP_UPSTREAM_HTTP2")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     upstream_http2: bool,
     /// PEM file of extra CA certificates trusted for an https:// origin.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SP_UPSTREAM_CA")]
     upstream_ca: Option<PathBuf>,
-    /// Listen address, e.g. 127.0.0.1:8080.
-    #[arg(long)]
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "SP_LISTEN")]
     listen: Option<SocketAddr>,
     /// Also listen with TLS here: HTTP/1.1 and HTTP/2 over TCP, HTTP/3 over UDP
     /// on the same port. Needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "SP_LISTEN_TLS")]
     listen_tls: Option<SocketAddr>,
     /// PEM certificate chain for --listen-tls.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SP_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --listen-tls.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SP_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// Disk cache directory.
-    #[arg(long)]
+    /// Disk cache directory [default: ./proxy-cache].
+    #[arg(long, env = "SP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// normal, record or replay.
-    #[arg(long, value_enum)]
+    /// normal, record or replay [default: normal].
+    #[arg(long, value_enum, env = "SP_MODE")]
     mode: Option<Mode>,
-    /// Slice size in bytes.
-    #[arg(long)]
-    slice_size: Option<u64>,
-    /// Memory cache budget in bytes.
-    #[arg(long)]
-    l1_bytes: Option<u64>,
-    /// Disk cache budget in bytes (0 disables the disk cache).
-    #[arg(long)]
-    l2_bytes: Option<u64>,
-    /// Lifetime of answers without cache headers, in seconds.
-    #[arg(long)]
-    default_ttl_secs: Option<u64>,
-    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address.
-    #[arg(long)]
+    /// Slice size (bytes, or 1MiB) [default: 1MiB].
+    #[arg(long, env = "SP_SLICE_SIZE")]
+    slice_size: Option<Size>,
+    /// Memory cache budget (bytes, or 256MiB) [default: 256MiB].
+    #[arg(long, env = "SP_L1_BYTES")]
+    l1_bytes: Option<Size>,
+    /// Disk cache budget (bytes, or 10GiB; 0 disables the disk cache) [default: 10GiB].
+    #[arg(long, env = "SP_L2_BYTES")]
+    l2_bytes: Option<Size>,
+    /// Lifetime of answers without cache headers (seconds, or 1h) [default: 1h].
+    #[arg(long, env = "SP_DEFAULT_TTL_SECS")]
+    default_ttl_secs: Option<Secs>,
+    /// Time for the origin to connect and answer with a head, else 504 (seconds, or 30s) [default: 30s].
+    #[arg(long, env = "SP_UPSTREAM_TIMEOUT_SECS")]
+    upstream_timeout_secs: Option<Secs>,
+    /// Origin fetches in progress at once; beyond it a miss waits [default: 256].
+    #[arg(long, env = "SP_MAX_FILLS")]
+    max_fills: Option<usize>,
+    /// Client networks allowed to PURGE, comma-separated CIDRs [default: 127.0.0.0/8,::1/128].
+    #[arg(long, value_delimiter = ',', env = "SP_PURGE_ALLOW")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    purge_allow: Vec<ipnet::IpNet>,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address [default: none].
+    #[arg(long, env = "SP_METRICS")]
     metrics: Option<SocketAddr>,
     /// Log line format on stderr: text or json [default: text].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = "SP_LOG_FORMAT")]
+    #[serde(skip)]
     log_format: Option<LogFormat>,
     /// Do not write the access log (one line per request, target `access`).
-    #[arg(long)]
+    #[arg(long, env = "SP_NO_ACCESS_LOG")]
+    #[serde(skip)]
     no_access_log: bool,
 }
 
 impl Cli {
-    fn into_config(self) -> Result<ProxyConfig, streaming_proxy::ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => ProxyConfig::from_file(path)?,
-            None => ProxyConfig::default(),
-        };
-        c.upstream = self.upstream.unwrap_or(c.upstream);
-        // A switch: the flag can turn HTTP/2 on, never off a file's `true`.
-        c.upstream_http2 |= self.upstream_http2;
-        c.upstream_ca = self.upstream_ca.or(c.upstream_ca);
-        c.listen = self.listen.unwrap_or(c.listen);
-        c.listen_tls = self.listen_tls.or(c.listen_tls);
-        c.tls_cert = self.tls_cert.or(c.tls_cert);
-        c.tls_key = self.tls_key.or(c.tls_key);
-        c.cache_dir = self.cache_dir.unwrap_or(c.cache_dir);
-        c.mode = self.mode.unwrap_or(c.mode);
-        c.slice_size = self.slice_size.unwrap_or(c.slice_size);
-        c.l1_bytes = self.l1_bytes.unwrap_or(c.l1_bytes);
-        c.l2_bytes = self.l2_bytes.unwrap_or(c.l2_bytes);
-        c.default_ttl_secs = self.default_ttl_secs.unwrap_or(c.default_ttl_secs);
-        c.metrics = self.metrics.or(c.metrics);
-        Ok(c)
+    /// defaults < file < environment < flags (`service_ops::config::layer`).
+    fn into_config(self) -> Result<ProxyConfig, service_ops::config::ConfigError> {
+        service_ops::config::layer(self.config.as_deref(), &self)
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check_config {
+        return match check(cli) {
+            Ok(()) => {
+                eprintln!("streaming-proxy: configuration ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("streaming-proxy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     service_ops::init_logging(cli.log_format.unwrap_or_default(), !cli.no_access_log);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,6 +125,16 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check-config`: the layered settings are valid and the TLS files load.
+fn check(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = cli.into_config()?;
+    config.validate()?;
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        TlsIdentity::from_pem_files(cert, key)?;
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {

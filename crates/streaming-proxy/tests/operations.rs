@@ -128,3 +128,42 @@ async fn access_log_probes_and_a_valid_metrics_page() {
         );
     }
 }
+
+#[test]
+fn check_config_layers_file_then_environment_then_flags_with_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sp.toml");
+    std::fs::write(
+        &file,
+        "upstream = \"http://127.0.0.1:9\"\nl1_bytes = \"64MiB\"\nslice_size = \"64KiB\"\n\
+         default_ttl_secs = \"2h\"\nmax_fills = 0\n",
+    )
+    .unwrap();
+    let run = |env: &[(&str, &str)], flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_streaming-proxy"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--check-config")
+            .args(flags)
+            .env_remove("SP_MAX_FILLS")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    };
+    let (code, err) = run(&[], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("max_fills"), "{err}");
+    let (code, err) = run(&[("SP_MAX_FILLS", "4")], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&[("SP_MAX_FILLS", "4")], &["--max-fills", "0"]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, err) = run(&[("SP_MAX_FILLS", "4")], &["--slice-size", "12"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("slice_size"), "{err}");
+    std::fs::write(&file, "upstreem = \"http://x\"\n").unwrap();
+    let (code, err) = run(&[], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("upstreem"), "{err}");
+}
