@@ -149,6 +149,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => None,
     };
+    let tls_files = config.tls_cert.clone().zip(config.tls_key.clone());
     let proxy = StreamingProxy::new(config)?;
     let server_config = ServerConfig {
         access_log,
@@ -162,6 +163,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
+    web_service::reload_tls_on_sighup(
+        server
+            .tls_reloader()
+            .zip(tls_files)
+            .map(|(r, (cert, key))| (r, cert, key)),
+    );
     let mut ready = format!("READY http={}", server.http_addr().unwrap_or(listen));
     if let Some(addr) = server.https_addr() {
         let _ = write!(ready, " https={addr}");
@@ -170,15 +177,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let (metrics, web) = (proxy.metrics(), server.metrics());
         let server = bind_http(addr, server_config).await?;
         let _ = write!(ready, " metrics={}", server.http_addr().unwrap_or(addr));
+        let signal = web_service::ctrl_c_or_sigterm();
         tokio::spawn(async move {
             let handler = tower::service_fn(move |req: http::Request<Body>| {
                 let page = (req.uri().path() == "/metrics").then(|| metrics_page(&metrics, &web));
                 async move { Ok::<_, std::convert::Infallible>(admin_answer(&req, page)) }
             });
-            if let Err(e) = server
-                .serve(handler, web_service::ctrl_c_or_sigterm())
-                .await
-            {
+            if let Err(e) = server.serve(handler, signal).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });
@@ -187,10 +192,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(listen = ?server.http_addr(), tls = ?server.https_addr(), "streaming-proxy listening");
     // The bound addresses (port 0 picks one) for scripts and benchmarks; stdout
     // carries nothing else.
+    // Installed before READY, so a SIGTERM right after it still drains.
+    let signal = web_service::ctrl_c_or_sigterm();
     println!("{ready}");
-    server
-        .serve(proxy, web_service::ctrl_c_or_sigterm())
-        .await?;
+    server.serve(proxy, signal).await?;
     Ok(())
 }
 

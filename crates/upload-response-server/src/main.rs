@@ -52,6 +52,15 @@ async fn run() -> anyhow::Result<()> {
         Some(path) => tracing::info!("worker token: stored in {}", path.display()),
         None => tracing::info!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
     }
+    web_service::reload_tls_on_sighup(running.tls_reload.clone());
+    // Installed before READY, so a SIGTERM right after it still drains.
+    let signal = web_service::ctrl_c_or_sigterm();
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        stop.cancel();
+    });
     // One machine-readable line, in the form the benchmark sinks use.
     let addr =
         |a: Option<std::net::SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
@@ -61,11 +70,5 @@ async fn run() -> anyhow::Result<()> {
         addr(running.https),
         addr(running.worker_api)
     );
-    let stop = running.stop_handle();
-    tokio::spawn(async move {
-        web_service::ctrl_c_or_sigterm().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        stop.cancel();
-    });
     running.wait().await
 }

@@ -259,3 +259,73 @@ fn check_config_layers_file_then_environment_then_flags_and_names_the_bad_key() 
         "{err}"
     );
 }
+
+/// `curl --cacert CA https://localhost:PORT/sha256`: whether it trusted the
+/// certificate the server presented and got an answer.
+fn curl_trusts(ca: &Path, port: u16) -> bool {
+    Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--fail", "--cacert"])
+        .arg(ca)
+        .args(["--data-binary", "x"])
+        .arg(format!("https://localhost:{port}/sha256"))
+        .status()
+        .expect("curl not found: run scripts/install-deps.sh")
+        .success()
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let first = web_service::TlsIdentity::self_signed_in(&a).unwrap();
+    let second = web_service::TlsIdentity::self_signed_in(&b).unwrap();
+    assert_ne!(first.identity.certs(), second.identity.certs());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(&first.cert_path, &cert).unwrap();
+    std::fs::copy(&first.key_path, &key).unwrap();
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Server::start(dir.path(), &["--tls-cert", cert_arg, "--tls-key", key_arg]);
+    let port = server.addr("https=").port();
+    assert!(curl_trusts(&first.cert_path, port));
+    assert!(
+        !curl_trusts(&second.cert_path, port),
+        "the premise: B is not trusted yet"
+    );
+
+    // An upload in flight across the reload.
+    let mut conn = TcpStream::connect(server.addr("http=")).unwrap();
+    write!(
+        conn,
+        "POST /sha256 HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 10\r\n\r\nhello"
+    )
+    .unwrap();
+    conn.flush().unwrap();
+
+    std::fs::copy(&second.cert_path, &cert).unwrap();
+    std::fs::copy(&second.key_path, &key).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let log = dir.path().join("stderr.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("TLS certificate reloaded")
+    {
+        assert!(Instant::now() < deadline, "no reload logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(curl_trusts(&second.cert_path, port), "new handshakes see B");
+    assert!(!curl_trusts(&first.cert_path, port));
+
+    conn.write_all(b"world").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("936a185caaa266bb9cbe981e9e05cb78cd732b0b3280eb944412bb6f8f8f07af 10\n")
+    );
+    assert!(server.stop().is_empty());
+}

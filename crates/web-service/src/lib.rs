@@ -114,7 +114,7 @@ pub use metrics::{Metrics, Protocol, ProtocolStats};
 pub use server::{Listen, Server};
 pub use shutdown::{ShutdownHandle, ShutdownSignal, ctrl_c_or_sigterm};
 pub use static_files::StaticFiles;
-pub use tls::{SelfSigned, TlsError, TlsIdentity};
+pub use tls::{SelfSigned, TlsError, TlsIdentity, TlsReloader, reload_tls_on_sighup};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
