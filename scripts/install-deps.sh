@@ -9,7 +9,8 @@ if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
   rustup component add clippy
 fi
 # The worker API tests drive the API with curl, as docs/worker-api.md does,
-# and run its shell worker with bash.
+# and run its shell worker with bash; the early-answer tests (web-service,
+# upload-response-server) use curl as the HTTP/1.1 and HTTP/2 client.
 if ! command -v curl > /dev/null; then
   if command -v apt-get > /dev/null; then
     apt-get update && apt-get install -y curl
@@ -39,3 +40,19 @@ if [ "${#ops_missing[@]}" -gt 0 ]; then
   fi
 fi
 # --- end operations ----------------------------------------------------------
+
+# --- S3 client tests (upload-response-server/tests/s3_clients.rs) -----------
+# boto3 and the AWS CLI (v1, from PyPI) in a venv under the target dir, where
+# the tests look for it. botocore >= 1.36 sends aws-chunked bodies with
+# trailing checksums, which is what those tests exercise. Fast when present.
+s3_target="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"
+s3_venv="$s3_target/s3-venv"
+if ! "$s3_venv/bin/python" -c 'import boto3, awscli' 2> /dev/null; then
+  if ! python3 -c 'import venv, ensurepip' 2> /dev/null && command -v apt-get > /dev/null; then
+    apt-get update && apt-get install -y python3-venv
+  fi
+  mkdir -p "$s3_target"
+  python3 -m venv "$s3_venv"
+  "$s3_venv/bin/pip" install --quiet 'boto3>=1.36' 'awscli>=1.37'
+fi
+# --- end S3 client tests ----------------------------------------------------

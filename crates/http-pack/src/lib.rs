@@ -14,7 +14,10 @@
 //!   turns hostile input into a [`DecodeError`], never a panic or an
 //!   allocation beyond its [`Limits`];
 //! * conversions to and from `http::request::Parts` and `http::response::Parts`;
-//! * [`render_http1`] / [`Http1Renderer`]: a frame sequence as HTTP/1.1 bytes.
+//! * [`render_http1`] / [`Http1Renderer`]: a frame sequence as HTTP/1.1 bytes;
+//! * [`AwsChunkedDecoder`]: the `aws-chunked` content coding of S3 streaming
+//!   uploads (`docs/s3.md`), which the ingress decodes before the body
+//!   reaches its slots.
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
@@ -61,6 +64,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod aws_chunked;
 mod convert;
 mod decoder;
 mod encode;
@@ -72,6 +76,10 @@ mod limits;
 mod parse;
 mod varint;
 
+pub use aws_chunked::{
+    AWS_CHUNKED, AwsChunkEvent, AwsChunkedDecoder, AwsChunkedError, AwsChunkedLimits, encode_chunk,
+    encode_final_chunk, is_aws_chunked, strip_aws_chunked,
+};
 pub use convert::ConvertError;
 pub use decoder::{Decoder, decode_frame};
 pub use encode::{encode, encode_prefix, encoded_len, to_bytes};

@@ -169,6 +169,13 @@ impl<const BARE_MS: u64> FromStr for Span<BARE_MS> {
     }
 }
 
+/// Bytes.
+impl From<u64> for Size {
+    fn from(n: u64) -> Self {
+        Self(n)
+    }
+}
+
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)

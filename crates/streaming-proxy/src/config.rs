@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Largest accepted `slice_size` (64 MiB).
 pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
 
+/// Default `max_key_bytes` (8 KiB, like nginx's `large_client_header_buffers`).
+pub const DEFAULT_MAX_KEY: usize = 8 * 1024;
+
 /// How the cache treats origin answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +76,10 @@ pub struct ProxyConfig {
     pub max_fills: usize,
     /// Client networks allowed to `PURGE` (default: loopback only); others get `403`.
     pub purge_allow: Vec<IpNet>,
+    /// Longest cache key (request path and query) in bytes; longer ones get `414`.
+    /// Keys are held in memory and in every fill: this bounds what one request can
+    /// make the proxy keep.
+    pub max_key_bytes: usize,
 }
 
 impl Default for ProxyConfig {
@@ -98,6 +105,7 @@ impl Default for ProxyConfig {
                 IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
                 IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
             ],
+            max_key_bytes: DEFAULT_MAX_KEY,
         }
     }
 }
@@ -197,6 +205,9 @@ impl ProxyConfig {
                 ));
             }
         }
+        if self.max_key_bytes == 0 {
+            return Err(ConfigError::Invalid("max_key_bytes must be > 0".into()));
+        }
         if self.max_fills == 0 {
             return Err(ConfigError::Invalid("max_fills must be > 0".into()));
         }
@@ -239,6 +250,7 @@ mod tests {
         assert!(bad(|c| c.slice_size = 100));
         assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
         assert!(bad(|c| c.max_fills = 0));
+        assert!(bad(|c| c.max_key_bytes = 0));
         assert!(bad(|c| c.listen_tls = Some(c.listen)));
         assert!(bad(|c| {
             c.listen_tls = Some(c.listen);

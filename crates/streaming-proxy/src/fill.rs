@@ -58,7 +58,9 @@ enum FillState {
     Failed(StatusCode),
 }
 
-type Table = HashMap<(String, u64), watch::Receiver<FillState>>;
+// One `Arc` of the key per fill, shared by all its entries (a whole-object fill has
+// one per slice).
+type Table = HashMap<(Arc<str>, u64), watch::Receiver<FillState>>;
 
 /// Fills in progress and the chunk-cache their streams live in.
 #[derive(Debug)]
@@ -140,6 +142,7 @@ pub(crate) async fn open(
     may_fetch: bool,
     mut avoid: Option<StreamId>,
 ) -> Result<Source, OpenError> {
+    let shared_key: Arc<str> = Arc::from(key);
     // A stream obtained by waiting for one to be freed, used on the next turn.
     let mut spare: Option<StreamWriter> = None;
     // Each turn either returns or sees a fill end; a few turns cover the races
@@ -154,7 +157,7 @@ pub(crate) async fn open(
         }
         let opened = 'table: {
             let mut table = lock(&shared.fills.table);
-            match table.get(&(key.to_owned(), index)) {
+            match table.get(&(shared_key.clone(), index)) {
                 Some(rx) => Some((rx.clone(), None)),
                 None => {
                     if shared.cache.meta(key).is_some() && shared.cache.has_piece(key, index) {
@@ -177,10 +180,10 @@ pub(crate) async fn open(
                         .register_reader(id)
                         .map_err(|_| OpenError::Busy)?;
                     let (tx, rx) = watch::channel(FillState::Streaming(id));
-                    table.insert((key.to_owned(), index), rx.clone());
+                    table.insert((shared_key.clone(), index), rx.clone());
                     let fill = Fill {
                         shared: shared.clone(),
-                        key: key.to_owned(),
+                        key: shared_key.clone(),
                         index,
                         writer,
                         tx,
@@ -249,7 +252,7 @@ async fn read_head(mut reader: StreamReader) -> Result<Source, OpenError> {
 /// One origin fetch, run in its own task.
 struct Fill {
     shared: Arc<Shared>,
-    key: String,
+    key: Arc<str>,
     index: u64,
     writer: StreamWriter,
     tx: watch::Sender<FillState>,
@@ -316,6 +319,7 @@ impl Fill {
             .map_err(|e: UpstreamError| e.status())?;
         let (parts, mut body) = answer.into_parts();
         let head = self.head(&parts);
+        let version = head.meta.version();
         tracing::debug!(key = %self.key, index = self.index, status = %parts.status, relay = head.relay, "fill head");
         if head.meta.cacheable {
             let mut object = head.meta.clone();
@@ -389,8 +393,11 @@ impl Fill {
             offset += data.len() as u64;
             // Memory first, so a request arriving once this slice's bytes are out
             // finds it stored; the disk write waits until readers have the bytes.
-            completed
-                .retain(|(i, bytes)| shared.cache.put_piece_memory(&self.key, *i, bytes.clone()));
+            completed.retain(|(i, bytes)| {
+                shared
+                    .cache
+                    .put_piece_memory(&self.key, *i, version, bytes.clone())
+            });
             while !data.is_empty() {
                 let part = data.split_to(data.len().min(SLOT_SIZE));
                 self.writer
@@ -399,7 +406,10 @@ impl Fill {
                     .map_err(|_| StatusCode::BAD_GATEWAY)?;
             }
             for (i, bytes) in completed {
-                shared.cache.put_piece_disk(&self.key, i, bytes).await;
+                shared
+                    .cache
+                    .put_piece_disk(&self.key, i, version, bytes)
+                    .await;
                 if i != self.index {
                     self.unregister(Some(i));
                 }
@@ -456,7 +466,7 @@ impl Fill {
             body_end: end,
             relay,
             meta: ObjectMeta {
-                key: self.key.clone(),
+                key: self.key.to_string(),
                 status: parts.status.as_u16(),
                 headers: meta::stored_headers(headers),
                 total,

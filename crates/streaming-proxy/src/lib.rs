@@ -88,7 +88,8 @@ mod range;
 mod tiered;
 mod upstream;
 
-pub use config::{ConfigError, MAX_SLICE, Mode, ProxyConfig};
+pub use config::{ConfigError, DEFAULT_MAX_KEY, MAX_SLICE, Mode, ProxyConfig};
+pub use l2::CacheDirError;
 pub use meta::ObjectMeta;
 pub use metrics::Metrics;
 pub use proxy::{CacheStatus, StreamingProxy};
@@ -107,6 +108,9 @@ pub enum ProxyError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The cache directory is someone else's (see [`CacheDirError`]).
+    #[error(transparent)]
+    CacheDir(#[from] CacheDirError),
     /// The fill stream cache could not be sized.
     #[error("fill streams: {0}")]
     Streams(#[from] chunk_cache::ConfigError),

@@ -85,6 +85,9 @@ struct Cli {
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address [default: none].
     #[arg(long, env = "SP_METRICS")]
     metrics: Option<SocketAddr>,
+    /// Longest cache key (path and query) in bytes; longer requests get 414 [default: 8192].
+    #[arg(long, value_name = "BYTES", env = "SP_MAX_KEY_BYTES")]
+    max_key_bytes: Option<usize>,
     /// Log line format on stderr: text or json [default: text].
     #[arg(long, value_enum, env = "SP_LOG_FORMAT")]
     #[serde(skip)]

@@ -63,6 +63,22 @@ impl ObjectMeta {
             && self.last_modified() == other.last_modified()
     }
 
+    /// The object's version token: a hash of its validators (`ETag`, `Last-Modified`),
+    /// length and slicing, stable across processes and releases. Pieces on disk are
+    /// checksummed under it, so a piece of another version of the object never
+    /// passes for one of this version.
+    pub fn version(&self) -> u64 {
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        for validator in [self.etag(), self.last_modified()] {
+            // 0xff never occurs in a header value's text: fields cannot run together.
+            hash.update(validator.unwrap_or("").as_bytes());
+            hash.update(&[0xff]);
+        }
+        hash.update(&self.total.unwrap_or(u64::MAX).to_le_bytes());
+        hash.update(&self.slice_size.to_le_bytes());
+        hash.digest()
+    }
+
     /// Whether the object is still fresh at `now` (unix seconds).
     pub fn is_fresh(&self, now: u64) -> bool {
         now < self.fresh_until

@@ -48,6 +48,8 @@ metrics! {
     l2_evictions: Counter = "l2_evictions", "Objects evicted from disk";
     /// Disk pieces found corrupt and dropped.
     l2_corrupt: Counter = "l2_corrupt_pieces", "Disk pieces failing their checksum";
+    /// Piece writes to disk queued or running.
+    l2_writes_pending: Gauge = "l2_writes_pending", "Piece writes to disk queued or running";
     /// Disk reads or writes that failed.
     l2_errors: Counter = "l2_errors", "Disk cache I/O errors";
     /// Stale objects revalidated with a `304`.

@@ -114,7 +114,7 @@ impl StreamingProxy {
             config.l1_bytes,
             config.l2_bytes,
             metrics.clone(),
-        ));
+        )?);
         let fills = Fills::new(config.max_fills, config.slice_size)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -147,7 +147,13 @@ impl StreamingProxy {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let method = request.method().clone();
-        let response = if method.as_str() == "PURGE" {
+        let response = if key.len() > shared.config.max_key_bytes {
+            simple(
+                StatusCode::URI_TOO_LONG,
+                CacheStatus::Bypass,
+                "request path and query too long (see max_key_bytes)",
+            )
+        } else if method.as_str() == "PURGE" {
             if !self.may_purge(&request) {
                 simple(
                     StatusCode::FORBIDDEN,

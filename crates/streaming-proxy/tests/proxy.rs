@@ -217,12 +217,7 @@ async fn corrupt_l2_piece_is_dropped_and_refetched() {
     proxy.shutdown().await;
 
     // Flip one byte in the middle slice on disk.
-    let object_dir = std::fs::read_dir(dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let object_dir = object_dirs(dir.path()).remove(0);
     let piece = object_dir.join("1.piece");
     let mut data = std::fs::read(&piece).unwrap();
     data[1000] ^= 0xff;
@@ -542,11 +537,7 @@ async fn purge_removes_from_both_tiers() {
     assert_eq!(get(&c, &proxy, "/p").await.x_cache(), "HIT");
     let purge = request(&c, "PURGE", format!("http://{}/p", proxy.addr), None).await;
     assert_eq!((purge.status, purge.x_cache()), (200, "PURGED"));
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "disk entry removed"
-    );
+    assert_eq!(object_dirs(dir.path()).len(), 0, "disk entry removed");
     let again = get(&c, &proxy, "/p").await;
     assert_eq!(again.x_cache(), "MISS");
     assert_eq!(sha(&again.body), expect(12, 0, 100 * KIB));

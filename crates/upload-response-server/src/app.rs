@@ -91,19 +91,32 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             )
         }
     };
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         // The ingress enforces max_body_bytes itself, with its own 413 and an
         // abort the workers see.
         max_body_bytes: None,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
         access_log: settings.access_log,
+        header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        lingering_bytes: settings.lingering_bytes,
+        lingering_time: Duration::from_millis(settings.lingering_time_ms),
         ..ServerConfig::default()
     };
+    // The worker API is not limited per client: one remote worker process
+    // may multiplex any number of jobs on one connection.
+    let worker_api_config = config.clone();
+    // One ingress connection may not open more streams than its client may
+    // use: the rest would only wait for a 429 (ARCHITECTURE.md §6).
+    let per_client = u32::try_from(settings.service.max_streams_per_client).unwrap_or(u32::MAX);
+    let h2 = &mut config.http2.max_concurrent_streams;
+    *h2 = (*h2).min(per_client);
+    let h3 = &mut config.http3.max_concurrent_streams;
+    *h3 = (*h3).min(per_client);
     let listen = Listen {
         http: settings.http,
         https: settings.https.zip(identity),
     };
-    let ingress = Server::bind(config.clone(), listen).await?;
+    let ingress = Server::bind(config, listen).await?;
     let (http, https) = (ingress.http_addr(), ingress.https_addr());
     let tls_reload = ingress
         .tls_reloader()
@@ -118,7 +131,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut worker_api = None;
     if let Some(addr) = settings.worker_api {
         let api = Server::bind(
-            config,
+            worker_api_config,
             Listen {
                 http: Some(addr),
                 https: None,
@@ -167,6 +180,14 @@ fn ingress_handler(
         let service = service.clone();
         async move {
             if ws::is_upgrade_request(&req) {
+                // Refuse a client over its limit before the upgrade: a plain
+                // 429 rather than a session that closes at once.
+                match service.admit(&req) {
+                    Ok(admission) => {
+                        req.extensions_mut().insert(admission);
+                    }
+                    Err(refused) => return Ok(refused.response().map(Body::new)),
+                }
                 return Ok(match ws::upgrade(&mut req) {
                     Ok((response, upgrade)) => {
                         let (parts, _) = req.into_parts();

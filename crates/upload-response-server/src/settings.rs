@@ -79,6 +79,18 @@ pub struct Cli {
     /// Largest request body, else 413 (units: 16GiB, 512MiB) [default: 16GiB].
     #[arg(long, env = "UR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<Size>,
+    /// Requests one client IP address may have in flight, else 429 + Retry-After;
+    /// also caps HTTP/2 and HTTP/3 concurrent streams per connection [default: 64].
+    #[arg(long, env = "UR_MAX_STREAMS_PER_CLIENT")]
+    pub max_streams_per_client: Option<usize>,
+    /// No request body byte for this long while the body is incomplete: 408
+    /// (a reset once the response started) (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_BODY_IDLE_TIMEOUT_MS")]
+    pub body_idle_timeout_ms: Option<Millis>,
+    /// After the response head, the worker writing nothing or the client
+    /// reading nothing for this long resets the response (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_RESPONSE_IDLE_TIMEOUT_MS")]
+    pub response_idle_timeout_ms: Option<Millis>,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish (ms, or 10s) [default: 10s].
     #[arg(long, env = "UR_DRAIN_TIMEOUT_MS")]
     pub drain_timeout_ms: Option<Millis>,
@@ -87,6 +99,18 @@ pub struct Cli {
     /// request is offered again (ms, or 30s) [default: 30s].
     #[arg(long, env = "UR_WORKER_LEASE_MS")]
     pub worker_lease_ms: Option<Millis>,
+    /// Slowloris bound: a request head (HTTP/1.1, HTTP/2, HTTP/3) must be complete
+    /// this long after its first byte, else 408 / reset (ms, or 10s) [default: 10s].
+    #[arg(long, env = "UR_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<Millis>,
+    /// After an early answer (e.g. 413), this many more request body bytes are read
+    /// and discarded so the client sees the answer; past it the stream is reset
+    /// (bytes, or 256MiB) [default: 256MiB; 0 disables].
+    #[arg(long, env = "UR_LINGERING_BYTES")]
+    pub lingering_bytes: Option<Size>,
+    /// Longest time such a body is drained after an early answer (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_LINGERING_TIME_MS")]
+    pub lingering_time_ms: Option<Millis>,
     /// Log line format on stderr: text or json [default: text].
     #[arg(long, value_enum, env = "UR_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -134,6 +158,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Whether each request gets an access log line.
     pub access_log: bool,
+    /// Request head deadline on every protocol.
+    pub header_read_timeout_ms: u64,
+    /// Bytes drained after an early answer.
+    pub lingering_bytes: u64,
+    /// Time allowed for that drain.
+    pub lingering_time_ms: u64,
 }
 
 impl Settings {
@@ -141,6 +171,7 @@ impl Settings {
     pub fn resolve(cli: Cli) -> anyhow::Result<Self> {
         let o: Cli = service_ops::config::layer(cli.config.as_deref(), &cli)?;
         let defaults = UploadResponseConfig::default();
+        let web = web_service::ServerConfig::default();
         let ms = |v: Option<Millis>, default: u64| v.map_or(default, Millis::as_millis);
         let service = UploadResponseConfig {
             num_streams: o.num_streams.unwrap_or(defaults.num_streams),
@@ -150,7 +181,18 @@ impl Settings {
             claim_timeout_ms: ms(o.claim_timeout_ms, defaults.claim_timeout_ms),
             queue_timeout_ms: ms(o.queue_timeout_ms, defaults.queue_timeout_ms),
             max_body_bytes: o.max_body_bytes.map_or(defaults.max_body_bytes, |s| s.0),
+            max_streams_per_client: o
+                .max_streams_per_client
+                .unwrap_or(defaults.max_streams_per_client),
+            body_idle_timeout_ms: ms(o.body_idle_timeout_ms, defaults.body_idle_timeout_ms),
+            response_idle_timeout_ms: ms(
+                o.response_idle_timeout_ms,
+                defaults.response_idle_timeout_ms,
+            ),
         };
+        if service.max_streams_per_client == 0 {
+            bail!("--max-streams-per-client must be at least 1");
+        }
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -175,6 +217,10 @@ impl Settings {
             worker_lease_ms: ms(o.worker_lease_ms, 30_000).max(1),
             log_format: o.log_format.unwrap_or_default(),
             access_log: !o.no_access_log,
+            header_read_timeout_ms: ms(o.header_read_timeout_ms, millis(web.header_read_timeout))
+                .max(1),
+            lingering_bytes: o.lingering_bytes.map_or(web.lingering_bytes, |s| s.0),
+            lingering_time_ms: ms(o.lingering_time_ms, millis(web.lingering_time)),
         })
     }
 
@@ -189,6 +235,10 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn addr(name: &str, given: Option<String>, default: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -235,6 +285,9 @@ mod tests {
         assert_eq!(s.service.slots_per_stream, 16384);
         assert_eq!(s.service.response_timeout_ms, 30000);
         assert_eq!(s.worker_lease_ms, 30000);
+        assert_eq!(s.service.max_streams_per_client, 64);
+        assert_eq!(s.service.body_idle_timeout_ms, 30000);
+        assert_eq!(s.service.response_idle_timeout_ms, 30000);
     }
 
     #[test]
@@ -243,7 +296,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\nworker_lease_ms = 1500\n",
+            "num_streams = 7\nslot_size_kb = 16\nhttp = \"none\"\nbuiltin_workers = \"sha256\"\nworker_lease_ms = 1500\nmax_streams_per_client = 3\nbody_idle_timeout_ms = 250\n",
         )
         .unwrap();
         let cli = Cli {
@@ -257,6 +310,8 @@ mod tests {
         assert_eq!(s.http, None);
         assert_eq!(s.builtins, [Builtin::Sha256]);
         assert_eq!(s.worker_lease_ms, 1500);
+        assert_eq!(s.service.max_streams_per_client, 3);
+        assert_eq!(s.service.body_idle_timeout_ms, 250);
     }
 
     #[test]

@@ -23,6 +23,17 @@ pub struct UploadResponseConfig {
     pub queue_timeout_ms: u64,
     /// Largest request body; beyond it the client gets 413 and the stream is aborted.
     pub max_body_bytes: u64,
+    /// Requests one client IP address may have in flight (streams allocated,
+    /// WebSocket sessions included); beyond it `429` + `Retry-After`. Requests
+    /// handed to [`handle`](crate::UploadResponseService::handle) without a
+    /// `web_service::ConnInfo` (the in-process API) are not counted.
+    pub max_streams_per_client: usize,
+    /// No request body byte for this long while the body is incomplete: `408`
+    /// (a reset once the response started), request aborted (`Timeout`).
+    pub body_idle_timeout_ms: u64,
+    /// After the response head, the worker writing nothing or the client
+    /// reading nothing for this long ends the stream (reset, aborted).
+    pub response_idle_timeout_ms: u64,
 }
 
 impl Default for UploadResponseConfig {
@@ -35,6 +46,9 @@ impl Default for UploadResponseConfig {
             claim_timeout_ms: 10_000,
             queue_timeout_ms: 5_000,
             max_body_bytes: 16 * 1024 * 1024 * 1024,
+            max_streams_per_client: 64,
+            body_idle_timeout_ms: 30_000,
+            response_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -64,5 +78,13 @@ impl UploadResponseConfig {
 
     pub(crate) fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
+    }
+
+    pub(crate) fn body_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_idle_timeout_ms)
+    }
+
+    pub(crate) fn response_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_idle_timeout_ms)
     }
 }

@@ -5,11 +5,11 @@
 
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chunk_cache::{AbortReason, ReadError, SlotKind, StreamReader, StreamStatus, StreamWriter};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -19,8 +19,13 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, info_span};
 
+use web_service::ConnInfo;
+
 use crate::UploadResponseService;
+use crate::clients::{Admission, ClientPermit};
 use crate::entry::{Entry, ResponseSlot, lock};
+use crate::error::IngressError;
+use crate::idle::{GuardedBody, millis};
 use crate::metrics::Transport;
 use crate::service::append_split;
 
@@ -31,11 +36,12 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why the request body pump stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Pumped {
     Done,
     TooLarge,
-    ClientGone,
+    /// The body failed (reset, short, idle); its reason is already on the stream.
+    Failed(IngressError),
     /// The stream was aborted from elsewhere (timeout, response finished).
     Abandoned,
 }
@@ -53,6 +59,19 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 impl UploadResponseService {
+    /// Takes the request's place under `max_streams_per_client` ahead of
+    /// [`handle`](Self::handle), e.g. before a WebSocket upgrade: put the
+    /// [`Admission`] into the extensions of the request given to `handle`
+    /// (`serve_websocket` keeps the upgrade request's extensions). A client
+    /// over its limit gets [`IngressError::ClientBusy`]: answer its
+    /// [`response`](IngressError::response).
+    pub fn admit<B>(&self, req: &Request<B>) -> Result<Admission, IngressError> {
+        self.inner
+            .clients
+            .admit_conn(req.extensions())
+            .map(Admission::new)
+    }
+
     /// Serves one request: streams it into the request cache, offers it to
     /// workers, and returns the worker's response, whose body streams from
     /// the response cache as the worker writes it. Failures map to the
@@ -68,7 +87,19 @@ impl UploadResponseService {
             Transport::of(req.version())
         };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
-        let res = self.handle_inner(req, transport).instrument(span).await;
+        // S3 uploads: workers see the decoded, verified body (docs/s3.md).
+        let res = match crate::s3_body::prepare(req) {
+            Err(rejection) => rejection.response(),
+            Ok((req, verdict)) => {
+                let res = self.handle_inner(req, transport).instrument(span).await;
+                // A body that failed its checks has aborted the request; the
+                // client learns why (the response has not started yet).
+                match verdict.as_ref().and_then(|v| v.get()) {
+                    Some(rejection) => rejection.response(),
+                    None => res,
+                }
+            }
+        };
         self.inner
             .metrics
             .request_done(transport, res.status().as_u16());
@@ -82,20 +113,33 @@ impl UploadResponseService {
     {
         let config = &self.inner.config;
         let (parts, body) = req.into_parts();
-        if content_length(&parts.headers).is_some_and(|len| len > config.max_body_bytes) {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body exceeds max_body_bytes\n",
-            );
+        // Only a request that came over a connection has a client to count
+        // and an HTTP/1.1 Host rule to obey; the in-process API has neither.
+        let conn = parts.extensions.get::<ConnInfo>().copied();
+        if conn.is_some() && parts.version == Version::HTTP_11 {
+            let hosts = parts.headers.get_all(header::HOST).iter().count();
+            if hosts != 1 {
+                return refusal(&IngressError::HostCount(hosts));
+            }
+        }
+        let declared = content_length(&parts.headers);
+        if declared.is_some_and(|len| len > config.max_body_bytes) {
+            return refusal(&IngressError::TooLarge);
         }
         let head = match RequestHead::from_parts(&parts) {
             Ok(head) => head,
-            Err(e) => {
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    &format!("unusable request head: {e}\n"),
-                );
-            }
+            Err(e) => return refusal(&IngressError::BadHead(e.to_string())),
+        };
+        // Before any stream is allocated: a client over its share never
+        // takes a stream another client could use.
+        let mut parts = parts;
+        let admitted = match Admission::take(&mut parts.extensions) {
+            Some(admitted) => Ok(admitted),
+            None => self.inner.clients.admit_conn(&parts.extensions),
+        };
+        let client = match admitted {
+            Ok(permit) => permit,
+            Err(e) => return refusal(&e),
         };
         let created = Instant::now();
         let start = TokioInstant::now();
@@ -105,13 +149,7 @@ impl UploadResponseService {
             timeout_at(queue_deadline, self.inner.requests.open()).await,
             timeout_at(queue_deadline, self.inner.responses.open()).await,
         ) else {
-            let mut res = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "all streams are busy; retry shortly\n",
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return res;
+            return refusal(&IngressError::StreamsBusy);
         };
         let id = req_writer.id();
         tracing::Span::current().record("stream", id.as_u64());
@@ -124,10 +162,7 @@ impl UploadResponseService {
             .await
             .is_err()
         {
-            return plain(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "request headers do not fit in one slot\n",
-            );
+            return refusal(&IngressError::HeadersTooLarge);
         }
         let (Ok(hold), Ok(watcher), Ok(req_lease), Ok(resp_lease)) = (
             self.inner.requests.register_reader(id),
@@ -135,10 +170,7 @@ impl UploadResponseService {
             self.inner.requests.lease(id),
             self.inner.responses.lease(resp_writer.id()),
         ) else {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "stream vanished while opening\n",
-            );
+            return refusal(&IngressError::Vanished);
         };
         let entry = Arc::new(Entry {
             id,
@@ -158,6 +190,7 @@ impl UploadResponseService {
         });
         lock(&self.inner.streams).insert(id.as_u64(), entry.clone());
 
+        let body = GuardedBody::new(body, config.body_idle_timeout(), declared);
         let (pump_tx, pump_rx) = oneshot::channel();
         let pump = tokio::spawn(
             pump_body(body, req_writer, self.clone(), transport, pump_tx)
@@ -168,6 +201,7 @@ impl UploadResponseService {
             entry: entry.clone(),
             pump: pump.abort_handle(),
             transport,
+            _client: client,
         };
         self.offer(entry);
         flight.await_response(watcher, pump_rx, start).await
@@ -182,11 +216,43 @@ struct Flight {
     entry: Arc<Entry>,
     pump: AbortHandle,
     transport: Transport,
+    /// The request's place under its client's `max_streams_per_client`.
+    _client: Option<ClientPermit>,
 }
 
 /// Marks a request that arrived as a WebSocket upload (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WsTransport;
+
+/// The request body pump's outcome, once it is known.
+type PumpRx = Option<oneshot::Receiver<Pumped>>;
+
+/// Waits for the pump's outcome, or forever once it is known.
+async fn pumped(rx: &mut PumpRx) -> Result<Pumped, oneshot::error::RecvError> {
+    match rx.as_mut() {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A pump outcome that fails the request (`None`: the body is fine so far).
+fn pump_failure(pumped: Result<Pumped, oneshot::error::RecvError>) -> Option<IngressError> {
+    match pumped {
+        Ok(Pumped::TooLarge) => Some(IngressError::TooLarge),
+        Ok(Pumped::Failed(e)) => Some(e),
+        Err(_) => Some(IngressError::BodyFailed(
+            "the request body pump stopped".into(),
+        )),
+        Ok(Pumped::Done | Pumped::Abandoned) => None,
+    }
+}
+
+/// The request's own failure, if the pump already reported one.
+fn reported_failure(rx: &mut PumpRx) -> Option<IngressError> {
+    let outcome = rx.as_mut()?.try_recv().ok()?;
+    *rx = None;
+    pump_failure(Ok(outcome))
+}
 
 impl Flight {
     async fn await_response(
@@ -205,23 +271,18 @@ impl Flight {
                 biased;
                 slot = watcher.next() => match slot {
                     Ok(slot) if slot.kind == SlotKind::Headers => break slot,
-                    Ok(_) => return self.fail(StatusCode::BAD_GATEWAY, "worker response has no head\n"),
+                    Ok(_) => return self.fail(IngressError::BadResponse("no head")),
                     Err(e) => {
                         debug!(error = %e, "response failed before its head");
-                        return self.fail_after_response_abort(e);
+                        let failure = reported_failure(&mut pump_rx)
+                            .unwrap_or_else(|| self.failure_before_head(e));
+                        return self.fail(failure);
                     }
                 },
-                pumped = async {
-                    match pump_rx.as_mut() {
-                        Some(rx) => rx.await,
-                        None => std::future::pending().await,
-                    }
-                }, if pump_rx.is_some() => {
+                outcome = pumped(&mut pump_rx), if pump_rx.is_some() => {
                     pump_rx = None;
-                    match pumped {
-                        Ok(Pumped::TooLarge) => return self.fail(StatusCode::PAYLOAD_TOO_LARGE, "request body exceeds max_body_bytes\n"),
-                        Ok(Pumped::ClientGone) | Err(_) => return self.fail(StatusCode::BAD_REQUEST, "request body failed\n"),
-                        Ok(Pumped::Done | Pumped::Abandoned) => {}
+                    if let Some(failure) = pump_failure(outcome) {
+                        return self.fail(failure);
                     }
                 }
                 _ = sleep_until(claim_deadline), if !claim_checked => {
@@ -234,24 +295,19 @@ impl Flight {
                         !slot.ever_claimed
                     };
                     if unclaimed {
-                        return self.fail(StatusCode::SERVICE_UNAVAILABLE, "no worker claimed the request in time\n");
+                        return self.fail(IngressError::NoClaim);
                     }
                 }
-                _ = sleep_until(response_deadline) => {
-                    return self.fail(StatusCode::GATEWAY_TIMEOUT, "the worker did not respond in time\n");
-                }
+                _ = sleep_until(response_deadline) => return self.fail(IngressError::NoResponse),
             }
         };
         self.service.inner.metrics.responded_after(start.elapsed());
         let head = match http_pack::decode_frame(&head_slot.bytes, &Limits::default()) {
             Ok((Frame::ResponseHeaders { head, .. }, _)) => head,
-            _ => return self.fail(StatusCode::BAD_GATEWAY, "worker response head is corrupt\n"),
+            _ => return self.fail(IngressError::BadResponse("corrupt head")),
         };
         let Ok(parts) = head.to_parts() else {
-            return self.fail(
-                StatusCode::BAD_GATEWAY,
-                "worker response head is not valid HTTP\n",
-            );
+            return self.fail(IngressError::BadResponse("not valid HTTP"));
         };
         let mut response = Response::new(());
         *response.status_mut() = parts.status;
@@ -260,69 +316,54 @@ impl Flight {
                 response.headers_mut().append(name, value.clone());
             }
         }
-        let body = futures_util::stream::unfold(
-            (watcher, Some(self)),
-            |(mut watcher, flight)| async move {
-                let flight = flight?;
-                match watcher.next().await {
-                    Ok(slot) if slot.kind == SlotKind::Body => {
-                        let metrics = &flight.service.inner.metrics;
-                        metrics.bytes_out(flight.transport, slot.bytes.len() as u64);
-                        Some((
-                            Ok(http_body::Frame::data(slot.bytes)),
-                            (watcher, Some(flight)),
-                        ))
-                    }
-                    // End: the flight guard drops here, releasing the streams.
-                    Ok(_) => None,
-                    Err(e) => Some((Err(BoxError::from(e)), (watcher, None))),
+        let tail = Tail {
+            watcher,
+            pump_rx,
+            idle: config.response_idle_timeout(),
+            flight: self,
+        };
+        let body = futures_util::stream::unfold(Some(tail), |tail| async move {
+            let mut tail = tail?;
+            match tail.next().await {
+                Ok(Some(bytes)) => Some((Ok(http_body::Frame::data(bytes)), Some(tail))),
+                // End: the flight guard drops here, releasing the streams.
+                Ok(None) => None,
+                Err(e) => {
+                    debug!(error = %e, "response failed after its head");
+                    tail.flight.close(e.abort_reason());
+                    Some((Err(BoxError::from(e)), None))
                 }
-            },
-        );
+            }
+        });
         response.map(|()| StreamBody::new(body).boxed_unsync())
     }
 
     /// The response stream aborted before its head. A worker that gave up
-    /// because the request itself failed (client gone, body too large) must
-    /// not turn that into a 502: the request's own abort reason decides.
-    fn fail_after_response_abort(self, e: ReadError) -> Response<ResponseBody> {
+    /// because the request itself failed (client gone, body too large, body
+    /// idle) must not turn that into a 502: the request's own abort reason
+    /// decides.
+    fn failure_before_head(&self, e: ReadError) -> IngressError {
         let request = self.service.inner.requests.status(self.entry.id);
-        match (request, e) {
-            (
-                Ok(StreamStatus::Aborted {
-                    reason: AbortReason::TooLarge,
-                    ..
-                }),
-                _,
-            )
-            | (_, ReadError::Aborted(AbortReason::TooLarge)) => self.fail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body exceeds max_body_bytes\n",
-            ),
-            (
-                Ok(StreamStatus::Aborted {
-                    reason: AbortReason::ClientGone,
-                    ..
-                }),
-                _,
-            ) => self.fail(StatusCode::BAD_REQUEST, "request body failed\n"),
-            _ => self.fail(
-                StatusCode::BAD_GATEWAY,
-                "the worker went away before responding\n",
-            ),
+        let reason = match (request, e) {
+            (Ok(StreamStatus::Aborted { reason, .. }), _) => reason,
+            (_, ReadError::Aborted(AbortReason::TooLarge)) => AbortReason::TooLarge,
+            _ => return IngressError::WorkerGone,
+        };
+        match reason {
+            AbortReason::TooLarge => IngressError::TooLarge,
+            AbortReason::ClientGone => IngressError::BodyFailed("the client went away".into()),
+            AbortReason::Timeout => {
+                IngressError::BodyIdle(self.service.inner.config.body_idle_timeout_ms)
+            }
+            _ => IngressError::WorkerGone,
         }
     }
 
-    /// Ends the request with `status`: nobody may claim it any more, and any
-    /// worker on it sees its streams aborted.
-    fn fail(self, status: StatusCode, msg: &str) -> Response<ResponseBody> {
-        let reason = match status {
-            StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => AbortReason::Timeout,
-            StatusCode::PAYLOAD_TOO_LARGE => AbortReason::TooLarge,
-            _ => AbortReason::Internal,
-        };
-        self.close(reason);
-        plain(status, msg)
+    /// Ends the request with `failure`: nobody may claim it any more, and any
+    /// worker on it sees its streams aborted with the failure's reason.
+    fn fail(self, failure: IngressError) -> Response<ResponseBody> {
+        self.close(failure.abort_reason());
+        refusal(&failure)
     }
 
     fn close(&self, reason: AbortReason) {
@@ -346,6 +387,48 @@ impl Drop for Flight {
         // client went away and workers must see an abort, not an end.
         self.close(AbortReason::ClientGone);
         lock(&self.service.inner.streams).remove(&self.entry.id.as_u64());
+    }
+}
+
+/// A response after its head: the worker's slots as they land, bounded by
+/// `response_idle_timeout_ms` between slots, and failed by a request body
+/// that fails meanwhile (body idle, reset, short body).
+struct Tail {
+    watcher: StreamReader,
+    pump_rx: PumpRx,
+    idle: Duration,
+    flight: Flight,
+}
+
+impl Tail {
+    /// The next body chunk; `None` at the clean end.
+    async fn next(&mut self) -> Result<Option<Bytes>, IngressError> {
+        loop {
+            tokio::select! {
+                biased;
+                outcome = pumped(&mut self.pump_rx), if self.pump_rx.is_some() => {
+                    self.pump_rx = None;
+                    if let Some(failure) = pump_failure(outcome) {
+                        return Err(failure);
+                    }
+                }
+                slot = tokio::time::timeout(self.idle, self.watcher.next()) => return match slot {
+                    Ok(Ok(slot)) if slot.kind == SlotKind::Body => {
+                        let metrics = &self.flight.service.inner.metrics;
+                        metrics.bytes_out(self.flight.transport, slot.bytes.len() as u64);
+                        Ok(Some(slot.bytes))
+                    }
+                    Ok(Ok(_)) => Ok(None),
+                    Ok(Err(e)) => Err(reported_failure(&mut self.pump_rx).unwrap_or(match e {
+                        ReadError::Aborted(AbortReason::Timeout) => {
+                            IngressError::ResponseIdle(millis(self.idle))
+                        }
+                        _ => IngressError::WorkerGone,
+                    })),
+                    Err(_) => Err(IngressError::ResponseIdle(millis(self.idle))),
+                },
+            }
+        }
     }
 }
 
@@ -392,9 +475,10 @@ async fn pump_body<B>(
                 }
             }
             Some(Err(e)) => {
-                debug!(error = %e, "request body failed");
-                writer.abort(AbortReason::ClientGone);
-                break Pumped::ClientGone;
+                let failure = IngressError::from_body_error(e);
+                debug!(error = %failure, "request body failed");
+                writer.abort(failure.abort_reason());
+                break Pumped::Failed(failure);
             }
         }
     };
@@ -409,6 +493,28 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The client's answer to `failure` before any response started; the typed
+/// failure rides along as a response extension (the WebSocket session picks
+/// its close code from it).
+pub(crate) fn refusal(failure: &IngressError) -> Response<ResponseBody> {
+    let mut res = plain(failure.status(), &format!("{failure}\n"));
+    if let Some(secs) = failure.retry_after() {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res.extensions_mut().insert(failure.clone());
+    res
+}
+
+impl IngressError {
+    /// The response a client gets for this failure before any response
+    /// started: [`status`](Self::status), a one-line text, `Retry-After`
+    /// where a retry can cure it.
+    pub fn response(&self) -> Response<ResponseBody> {
+        refusal(self)
+    }
 }
 
 /// A short text response (errors and refusals).

@@ -11,7 +11,7 @@ use http_pack::{Frame, Header, HttpVersion, RequestHead, ResponseHead};
 
 use crate::entry::{Entry, lock};
 use crate::error::{CoordError, TailError};
-use crate::service::append_split;
+use crate::idle;
 use crate::{Route, UploadResponseService, WorkerId};
 
 /// An in-process worker: a name and the route it serves.
@@ -125,9 +125,11 @@ impl Job {
         };
         writer.add(1, http_pack::to_bytes(&frame)).await?;
         lock(&self.entry.response).started = true;
+        let config = self.service.config();
         Ok(ResponseWriter {
             writer,
-            slot_size: self.service.config().slot_size(),
+            slot_size: config.slot_size(),
+            idle: config.response_idle_timeout(),
         })
     }
 
@@ -216,17 +218,19 @@ impl RequestBody {
 pub struct ResponseWriter {
     writer: StreamWriter,
     slot_size: usize,
+    idle: std::time::Duration,
 }
 
 impl ResponseWriter {
-    /// Sends body bytes (split into slots; waits if the client reads slowly).
+    /// Sends body bytes (split into slots; waits if the client reads
+    /// slowly). A client that reads nothing for `response_idle_timeout_ms`
+    /// aborts the response: [`CoordError::ClientStalled`].
     pub async fn send(&mut self, data: Bytes) -> Result<(), CoordError> {
-        append_split(&mut self.writer, data, self.slot_size).await
+        idle::append_response(&mut self.writer, data, self.slot_size, self.idle).await
     }
 
     /// Ends the response cleanly.
     pub async fn finish(mut self) -> Result<(), CoordError> {
-        self.writer.end().await?;
-        Ok(())
+        idle::end_response(&mut self.writer, self.idle).await
     }
 }

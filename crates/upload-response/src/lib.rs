@@ -42,19 +42,24 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod checksum;
+mod clients;
 mod config;
 mod dispatch;
 mod entry;
 mod error;
+mod idle;
 mod ingress;
 mod job;
 mod metrics;
 mod route;
+mod s3_body;
 mod service;
 mod websocket;
 
+pub use clients::Admission;
 pub use config::UploadResponseConfig;
-pub use error::{CoordError, ServiceError, TailError};
+pub use error::{CoordError, IngressError, ServiceError, TailError};
 pub use ingress::{BoxError, ResponseBody};
 pub use job::{Job, RequestBody, ResponseWriter, Worker, response_head};
 pub use metrics::Transport;

@@ -8,9 +8,11 @@ use bytes::Bytes;
 use chunk_cache::{AbortReason, ChunkCache, SlotKind, StreamId, StreamStatus, StreamWriter};
 use http_pack::{Frame, Limits, RequestHead, ResponseHead};
 
+use crate::clients::ClientTable;
 use crate::dispatch::{Dispatch, Waiter};
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::{CoordError, ServiceError, TailError};
+use crate::idle;
 use crate::metrics::Metrics;
 use crate::{Job, Route, UploadResponseConfig, Worker, WorkerId};
 
@@ -53,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) streams: Mutex<HashMap<u64, Arc<Entry>>>,
     pub(crate) dispatch: Mutex<Dispatch>,
     pub(crate) metrics: Metrics,
+    pub(crate) clients: Arc<ClientTable>,
 }
 
 /// Streams requests into a request cache for workers to tail, and their
@@ -75,6 +78,7 @@ impl UploadResponseService {
             inner: Arc::new(Inner {
                 requests: ChunkCache::new(cache)?,
                 responses: ChunkCache::new(cache)?,
+                clients: ClientTable::new(config.max_streams_per_client),
                 config,
                 streams: Mutex::new(HashMap::new()),
                 dispatch: Mutex::new(Dispatch::default()),
@@ -460,7 +464,14 @@ impl UploadResponseService {
         let worker = worker.into();
         let entry = self.entry(stream_id)?;
         let mut writer = take_writer(&entry, &worker, stream_id, Some(true))?;
-        let result = append_split(&mut writer, body, self.inner.config.slot_size()).await;
+        let config = &self.inner.config;
+        let result = idle::append_response(
+            &mut writer,
+            body,
+            config.slot_size(),
+            config.response_idle_timeout(),
+        )
+        .await;
         put_writer(&entry, writer, true);
         result
     }
@@ -474,9 +485,10 @@ impl UploadResponseService {
         let worker = worker.into();
         let entry = self.entry(stream_id)?;
         let mut writer = take_writer(&entry, &worker, stream_id, Some(true))?;
-        let result = writer.end().await;
+        let result =
+            idle::end_response(&mut writer, self.inner.config.response_idle_timeout()).await;
         put_writer(&entry, writer, true);
-        result.map(drop).map_err(CoordError::from)
+        result
     }
 }
 

@@ -23,6 +23,7 @@ fn service(f: impl FnOnce(&mut UploadResponseConfig)) -> UploadResponseService {
         claim_timeout_ms: 5_000,
         queue_timeout_ms: 200,
         max_body_bytes: 1 << 30,
+        ..UploadResponseConfig::default()
     };
     f(&mut config);
     UploadResponseService::new(config).unwrap()

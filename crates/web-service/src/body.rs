@@ -2,6 +2,8 @@
 
 use std::any::Any;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -11,6 +13,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 
 use crate::access_log::Meter;
+use crate::conn::Shared;
 use crate::metrics::RequestGuard;
 
 /// Boxed error used at the edges of the handler model.
@@ -29,6 +32,8 @@ pub struct Body {
     guard: Option<RequestGuard>,
     // Counts bytes for the access log (and, on a response, writes its line when dropped).
     meter: Option<Meter>,
+    // Request bodies from a peer: where to drain them if dropped unfinished.
+    linger: Option<Arc<Shared>>,
 }
 
 enum Kind {
@@ -106,22 +111,23 @@ impl Body {
         Self::new(StreamBody::new(stream.map_ok(Frame::data)))
     }
 
-    pub(crate) fn incoming(body: hyper::body::Incoming, limit: Option<u64>) -> Self {
-        Self {
-            limit,
-            ..Self::from_kind(Kind::Incoming(body))
-        }
+    pub(crate) fn incoming(body: hyper::body::Incoming, shared: &Arc<Shared>) -> Self {
+        Self::from_peer(Kind::Incoming(body), shared)
     }
 
-    pub(crate) fn h3(stream: H3Recv, limit: Option<u64>) -> Self {
+    pub(crate) fn h3(stream: H3Recv, shared: &Arc<Shared>) -> Self {
         let kind = Kind::H3 {
             stream: Box::new(stream),
             data_done: false,
         };
-        Self {
-            limit,
-            ..Self::from_kind(kind)
-        }
+        Self::from_peer(kind, shared)
+    }
+
+    fn from_peer(kind: Kind, shared: &Arc<Shared>) -> Self {
+        let mut body = Self::from_kind(kind);
+        body.limit = shared.config.max_body_bytes;
+        body.linger = Some(shared.clone());
+        body
     }
 
     pub(crate) fn with_guard(mut self, guard: RequestGuard) -> Self {
@@ -165,6 +171,27 @@ impl Body {
             received: 0,
             guard: None,
             meter: None,
+            linger: None,
+        }
+    }
+
+    /// Whether the peer may still send bytes of this body.
+    fn unfinished(&self) -> bool {
+        match &self.kind {
+            Kind::Incoming(body) => !body.is_end_stream(),
+            Kind::H3 { .. } => true,
+            Kind::Empty | Kind::Full(_) | Kind::Boxed(_) => false,
+        }
+    }
+
+    /// Stops reading for the handler; an unfinished peer body goes on being drained.
+    fn stop_reading(&mut self) {
+        let unfinished = self.unfinished();
+        let kind = std::mem::replace(&mut self.kind, Kind::Empty);
+        if let Some(shared) = self.linger.take()
+            && unfinished
+        {
+            linger(&shared, kind);
         }
     }
 
@@ -224,8 +251,8 @@ impl HttpBody for Body {
             if let Some(limit) = this.limit
                 && this.received > limit
             {
-                // Stop reading: the rest of the peer's body is never pulled.
-                this.kind = Kind::Empty;
+                // The handler gets no more; the rest is drained (bounded) or reset.
+                this.stop_reading();
                 return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
             }
         }
@@ -258,6 +285,57 @@ impl HttpBody for Body {
             Kind::H3 { .. } => SizeHint::default(),
         }
     }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        self.stop_reading();
+    }
+}
+
+/// Lingering close (nginx's `lingering_time`): reads and discards what is left of a
+/// request body the handler dropped, within `lingering_bytes` and `lingering_time`, so
+/// the stream ends cleanly once the client has sent everything: HTTP/2 sends no
+/// `RST_STREAM`, HTTP/3 no `STOP_SENDING`, HTTP/1.1 keeps the connection. Past either
+/// bound the body is dropped, which resets the stream (or closes the HTTP/1.1
+/// connection after the response). Nothing read is kept, so memory stays bounded.
+fn linger(shared: &Arc<Shared>, kind: Kind) {
+    let cfg = &shared.config;
+    let mut body = Body::from_kind(kind);
+    // A body announced larger than the allowance is reset at once: draining part of it
+    // would only delay the same reset.
+    let hopeless = body.size_hint().lower() > cfg.lingering_bytes;
+    if hopeless || cfg.lingering_time.is_zero() || tokio::runtime::Handle::try_current().is_err() {
+        shared.metrics.lingering_cut.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let (allowance, time, metrics) = (
+        cfg.lingering_bytes,
+        cfg.lingering_time,
+        shared.metrics.clone(),
+    );
+    shared.lifecycle.spawn(async move {
+        let drain = async {
+            let mut left = allowance;
+            while let Some(frame) = body.frame().await {
+                // A peer error ends the stream anyway: nothing left to protect.
+                let Ok(frame) = frame else { return true };
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let Some(rest) = left.checked_sub(len) else {
+                    return false;
+                };
+                left = rest;
+            }
+            true
+        };
+        let drained = tokio::time::timeout(time, drain).await.unwrap_or(false);
+        let counter = if drained {
+            &metrics.lingering_drained
+        } else {
+            &metrics.lingering_cut
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
 }
 
 impl Default for Body {

@@ -6,18 +6,36 @@ use std::time::Duration;
 /// fast upload per connection on a LAN and several in parallel without stalls.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Connections (TCP and QUIC together) served at once. Beyond it, TCP connections
-    /// wait unanswered until a slot frees: one per listener is accepted and held, the
-    /// rest wait in the kernel's accept backlog (either way the client sees a completed
-    /// TCP handshake and no answer yet, and a TLS client a handshake that has not
-    /// started). QUIC connections are refused at once (`CONNECTION_REFUSED`).
+    /// Connections served at once, per protocol family: TCP (HTTP/1.1, HTTP/2, TLS or
+    /// not) and QUIC (HTTP/3) each have this many, so a flood of one family cannot
+    /// stop the other. Beyond it, TCP connections wait unanswered until a slot frees:
+    /// one per listener is accepted and held, the rest wait in the kernel's accept
+    /// backlog (either way the client sees a completed TCP handshake and no answer
+    /// yet, and a TLS client a handshake that has not started). QUIC connections are
+    /// refused at once (`CONNECTION_REFUSED`).
     pub max_connections: usize,
-    /// Time a new connection has to finish its TLS handshake and send its first request
-    /// head; on HTTP/1.1 also the limit for each later request head (slowloris defence).
+    /// Slowloris defence, on every protocol: the time a new connection has to finish
+    /// its TLS (or QUIC) handshake and send its first request head, and the time from
+    /// the first byte of every later request head to its end (each request of an
+    /// HTTP/1.1 keep-alive connection, each HTTP/2 HEADERS block, each HTTP/3 request
+    /// stream). Past it HTTP/1.1 answers `408` and closes; HTTP/2 closes the connection
+    /// (an unfinished header block stops every stream of it: RFC 9113 6.10); HTTP/3
+    /// drops the request stream.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed (GOAWAY on
-    /// HTTP/2 and HTTP/3); on QUIC this is also the transport idle timeout.
+    /// HTTP/2 and HTTP/3), whatever the client sends below the request layer (HTTP/2
+    /// PINGs, QUIC PINGs); on QUIC this is also the transport idle timeout.
     pub idle_timeout: Duration,
+    /// Lingering close: when a request body is dropped unfinished (the handler answered
+    /// early, e.g. `413`, or stopped reading), up to this many more body bytes are read
+    /// and discarded so the client can finish sending and see the answer (curl and
+    /// others drop a response when its stream is reset while they still upload).
+    /// Past it the stream is reset (HTTP/2, HTTP/3) or the connection closed (HTTP/1.1).
+    /// `0` turns lingering off.
+    pub lingering_bytes: u64,
+    /// Longest time a dropped request body is drained for (see `lingering_bytes`);
+    /// nginx's `lingering_time`.
+    pub lingering_time: Duration,
     /// Largest request head accepted. Beyond it HTTP/1.1 answers `431` and closes the
     /// connection; HTTP/2 and HTTP/3 answer `431` on that stream only (HTTP/2 sends
     /// GOAWAY `ENHANCE_YOUR_CALM` instead past four times the limit: h2's abuse guard).
@@ -83,6 +101,10 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            // Enough for a client to finish a large upload at LAN speed after an early
+            // answer; discarding costs no memory, only bandwidth.
+            lingering_bytes: 256 * 1024 * 1024,
+            lingering_time: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_body_bytes: None,
             drain_timeout: Duration::from_secs(30),

@@ -2,23 +2,22 @@
 //! connection facts, idle and first-request clocks.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::Waker;
 use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
 
 use http::header::{ALT_SVC, CONTENT_LENGTH};
 use http::{HeaderValue, Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::access_log::{Exchange, Meter, ResponseLog};
 use crate::body::{Body, BoxError};
 use crate::config::ServerConfig;
-use crate::metrics::{ConnGuard, Metrics, Protocol, RequestGuard};
+use crate::metrics::{ConnGuard, Metrics, Protocol, RequestGuard, SlotGuard};
 use crate::shutdown::Lifecycle;
 
 /// The type-erased handler every protocol calls.
@@ -45,64 +44,6 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// Tells the connection when bytes arrive, for the header-read timeout.
-pub(crate) struct ReadWatch<T> {
-    inner: T,
-    conn: Arc<ConnState>,
-}
-
-impl<T> ReadWatch<T> {
-    pub(crate) fn new(inner: T, conn: Arc<ConnState>) -> Self {
-        Self { inner, conn }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for ReadWatch<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.conn.on_read();
-        }
-        res
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for ReadWatch<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 /// Why a connection should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseReason {
@@ -119,25 +60,55 @@ pub(crate) struct ConnState {
     started: Instant,
     active: AtomicUsize,
     idle_since_ms: AtomicU64,
-    /// When the first byte of the next HTTP/1.1 request head arrived (`NO_HEAD`: none
-    /// pending). hyper's own header timer also runs while a keep-alive connection is
-    /// idle, which would make the idle timeout no longer than the header timeout.
+    /// When the first byte of the request head in progress arrived (`NO_HEAD`: none
+    /// pending): the next HTTP/1.1 head, or the HTTP/2 header block being received
+    /// (see `headwatch`). hyper's own header timer also runs while a keep-alive
+    /// connection is idle, which would make the idle timeout no longer than the header
+    /// timeout, and HTTP/2 has none.
     head_started_ms: AtomicU64,
+    /// Set when the head in progress was late: the reader answers `408` (HTTP/1.1).
+    head_expired: AtomicBool,
+    reader: AtomicWaker,
     protocol: OnceLock<ConnGuard>,
-    _permit: OwnedSemaphorePermit,
+    _slot: SlotGuard,
 }
 
 impl ConnState {
-    pub(crate) fn new(info: ConnInfo, permit: OwnedSemaphorePermit) -> Arc<Self> {
+    pub(crate) fn new(info: ConnInfo, slot: SlotGuard) -> Arc<Self> {
         Arc::new(Self {
             info,
             started: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(NO_HEAD),
+            head_expired: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
             protocol: OnceLock::new(),
-            _permit: permit,
+            _slot: slot,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let info = ConnInfo {
+            remote_addr: addr,
+            local_addr: addr,
+            tls: false,
+        };
+        Self::new(
+            info,
+            SlotGuard::new(metrics, crate::metrics::Transport::Tcp, permit),
+        )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn head_in_progress(&self) -> bool {
+        self.head_started_ms.load(Ordering::Acquire) != NO_HEAD
     }
 
     /// Counts the connection under `protocol` now (QUIC knows it before any request).
@@ -150,29 +121,52 @@ impl ConnState {
         // Cleartext TCP learns its protocol (HTTP/1.1 or h2c) from the first request.
         self.set_protocol(metrics, protocol);
         self.active.fetch_add(1, Ordering::AcqRel);
-        self.head_started_ms.store(NO_HEAD, Ordering::Release);
+        if protocol == Protocol::Http1 {
+            // HTTP/2 header blocks are timed by the frame tracker instead.
+            self.head_done();
+        }
     }
 
-    /// Bytes arrived: with no request in flight they start the next request head.
+    /// HTTP/1.1 bytes arrived: with no request in flight they start the next head.
     pub(crate) fn on_read(&self) {
-        if self.active.load(Ordering::Acquire) == 0
-            && self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD
-        {
+        if self.active.load(Ordering::Acquire) == 0 {
+            self.head_begun();
+        }
+    }
+
+    /// The first byte of a request head arrived (kept if one is already running).
+    pub(crate) fn head_begun(&self) {
+        if self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD {
             self.head_started_ms
                 .store(self.elapsed_ms(), Ordering::Release);
         }
     }
 
+    /// The head in progress is complete.
+    pub(crate) fn head_done(&self) {
+        self.head_started_ms.store(NO_HEAD, Ordering::Release);
+    }
+
+    /// Whether the head in progress was late (the reader then answers `408`).
+    pub(crate) fn head_expired(&self, reader: &Waker) -> bool {
+        self.reader.register(reader);
+        self.head_expired.load(Ordering::Acquire)
+    }
+
+    /// Marks the head in progress as late and wakes the connection's reader.
+    pub(crate) fn expire_head(&self) {
+        self.head_expired.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
     fn head_overdue(&self, timeout: Duration) -> bool {
-        let Some(guard) = self.protocol.get() else {
+        if self.protocol.get().is_none() {
             // No request yet: the connection's age counts (covers the TLS handshake).
             return self.started.elapsed() >= timeout;
-        };
+        }
+        // HTTP/3 times each request stream's head itself (h3.rs) and never sets this.
         let started = self.head_started_ms.load(Ordering::Acquire);
-        // HTTP/2 and HTTP/3 read control frames between requests; their heads come in
-        // one HEADERS frame bounded by the idle timeout instead.
-        guard.protocol() == Protocol::Http1
-            && started != NO_HEAD
+        started != NO_HEAD
             && self.elapsed_ms().saturating_sub(started)
                 >= u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
     }
@@ -193,6 +187,11 @@ impl ConnState {
 
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// No request in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0
     }
 
     fn idle_for(&self) -> Duration {

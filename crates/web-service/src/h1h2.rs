@@ -17,7 +17,12 @@ use tracing::Instrument;
 
 use crate::body::Body;
 use crate::config::ServerConfig;
-use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, ReadWatch, Shared, dispatch};
+use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, Shared, dispatch};
+use crate::headwatch::{ReadWatch, Wire};
+use crate::metrics::{SlotGuard, Transport};
+
+/// How long a connection past the header timeout gets to send its `408`.
+const TIMEOUT_ANSWER: Duration = Duration::from_secs(1);
 
 /// Builds the hyper connection builder once per listener from the configuration.
 pub(crate) fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
@@ -87,7 +92,8 @@ pub(crate) async fn accept_loop(
             local_addr,
             tls: tls.is_some(),
         };
-        let conn = ConnState::new(info, permit);
+        let slot = SlotGuard::new(shared.metrics.clone(), Transport::Tcp, permit);
+        let conn = ConnState::new(info, slot);
         let span = tracing::debug_span!("conn", peer = %remote_addr, tls = info.tls);
         let task = serve_tcp(
             stream,
@@ -127,7 +133,11 @@ async fn serve_tcp(
 ) {
     match tls {
         None => {
-            let io = TokioIo::new(ReadWatch::new(stream, conn.clone()));
+            let io = TokioIo::new(ReadWatch::new(
+                stream,
+                conn.clone(),
+                Wire::Unknown { seen: 0 },
+            ));
             serve_io(io, shared, handler, conn, &builder).await;
         }
         Some(acceptor) => {
@@ -135,7 +145,9 @@ async fn serve_tcp(
                 tokio::time::timeout(shared.config.header_read_timeout, acceptor.accept(stream));
             match handshake.await {
                 Ok(Ok(tls_stream)) => {
-                    serve_io(TokioIo::new(tls_stream), shared, handler, conn, &builder).await
+                    let wire = Wire::from_alpn(tls_stream.get_ref().1.alpn_protocol());
+                    let io = TokioIo::new(ReadWatch::new(tls_stream, conn.clone(), wire));
+                    serve_io(io, shared, handler, conn, &builder).await
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => {
@@ -163,11 +175,10 @@ async fn serve_io<I>(
         let (shared, conn) = (shared.clone(), conn.clone());
         service_fn(move |req: Request<Incoming>| {
             let (shared, conn, handler) = (shared.clone(), conn.clone(), handler.clone());
-            let limit = shared.config.max_body_bytes;
             let span =
                 tracing::debug_span!("stream", method = %req.method(), path = %req.uri().path());
             async move {
-                let req = req.map(|b| Body::incoming(b, limit));
+                let req = req.map(|b| Body::incoming(b, &shared));
                 Ok::<_, Infallible>(dispatch(&shared, &conn, handler, req).await)
             }
             .instrument(span)
@@ -175,7 +186,7 @@ async fn serve_io<I>(
     };
     let served = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(served);
-    let mut closing = false;
+    let mut closing = None;
     loop {
         tokio::select! {
             res = served.as_mut() => {
@@ -184,15 +195,29 @@ async fn serve_io<I>(
                 }
                 return;
             }
-            reason = conn.close_reason(&shared), if !closing => {
+            reason = conn.close_reason(&shared), if closing.is_none() => {
                 if reason == CloseReason::HeaderTimeout {
                     tracing::debug!("no request head within the header timeout; closing");
+                    // The reader answers 408 (HTTP/1.1) or fails (HTTP/2); give hyper a
+                    // moment to write it, then drop the connection regardless.
+                    conn.expire_head();
+                    let _ = tokio::time::timeout(TIMEOUT_ANSWER, served.as_mut()).await;
                     return;
                 }
                 // HTTP/1.1: close after the in-flight response; HTTP/2: GOAWAY, then
                 // in-flight streams finish.
                 served.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(reason);
+            }
+            // hyper's HTTP/2 GOAWAY waits for the client's PING acknowledgement (up to
+            // the keep-alive interval and its timeout): an idle connection whose peer
+            // answers nothing is dropped after a header timeout instead.
+            () = tokio::time::sleep(shared.config.header_read_timeout),
+                if closing == Some(CloseReason::Idle) =>
+            {
+                if conn.is_idle() {
+                    return tracing::debug!("idle connection did not finish its GOAWAY; dropping");
+                }
             }
         }
     }

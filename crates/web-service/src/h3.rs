@@ -12,14 +12,15 @@ use http::Response;
 use http_body_util::BodyExt;
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, TokioRuntime, TransportConfig, VarInt};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Error;
 use crate::body::Body;
 use crate::config::ServerConfig;
-use crate::conn::{ConnInfo, ConnState, Handler, Shared, dispatch};
-use crate::metrics::Protocol;
+use crate::conn::{CloseReason, ConnInfo, ConnState, Handler, Shared, dispatch};
+use crate::metrics::{Protocol, SlotGuard, Transport};
 use crate::tls::TlsIdentity;
 
 /// How long a finished HTTP/3 connection waits for the client to close it.
@@ -123,7 +124,7 @@ pub(crate) async fn accept_loop(
                 local_addr,
                 tls: true,
             },
-            permit,
+            SlotGuard::new(shared.metrics.clone(), Transport::Quic, permit),
         );
         let span = tracing::debug_span!("conn", peer = %remote_addr, proto = "h3");
         let task = serve_connection(incoming, shared.clone(), handler.clone(), conn);
@@ -161,12 +162,21 @@ async fn serve_connection(
         Err(e) => return tracing::debug!(error = %e, "HTTP/3 setup failed"),
     };
     let requests = TaskTracker::new();
+    // Cancelled when the connection closes for idleness or a late head: requests still
+    // waiting for their head are dropped instead of holding the GOAWAY open.
+    let headless = CancellationToken::new();
     let mut closing = false;
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    let task = serve_request(resolver, shared.clone(), handler.clone(), conn.clone());
+                    let task = serve_request(
+                        resolver,
+                        shared.clone(),
+                        handler.clone(),
+                        conn.clone(),
+                        headless.clone(),
+                    );
                     // Tracked per connection (to drain it) and by the server (to force it).
                     shared.lifecycle.spawn(requests.track_future(task.in_current_span()));
                 }
@@ -186,6 +196,9 @@ async fn serve_connection(
                     tracing::debug!(error = %e, "sending GOAWAY failed");
                 }
                 closing = true;
+                if reason != CloseReason::Shutdown {
+                    headless.cancel();
+                }
                 requests.close();
             }
             () = requests.wait(), if closing => break,
@@ -205,15 +218,36 @@ async fn serve_request(
     shared: Arc<Shared>,
     handler: Handler,
     conn: Arc<ConnState>,
+    headless: CancellationToken,
 ) {
-    let (req, stream) = match resolver.resolve_request().await {
-        Ok(pair) => pair,
-        Err(e) => return tracing::debug!(error = %e, "bad HTTP/3 request head"),
+    // The stream exists from its first byte (quinn hands it over then): its head must
+    // be complete within the header timeout. Dropping the resolver stops the stream
+    // (STOP_SENDING) and ends it without a response.
+    let head = tokio::time::timeout(
+        shared.config.header_read_timeout,
+        resolver.resolve_request(),
+    );
+    let resolved = tokio::select! {
+        r = head => r,
+        () = headless.cancelled() => {
+            return tracing::debug!("connection closing; dropping a request without head");
+        }
+    };
+    let (req, stream) = match resolved {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return tracing::debug!(error = %e, "bad HTTP/3 request head"),
+        Err(_) => {
+            shared
+                .metrics
+                .header_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            return tracing::debug!("HTTP/3 request head not received in time");
+        }
     };
     let span = tracing::debug_span!("stream", method = %req.method(), path = %req.uri().path());
     async move {
         let (mut send, recv) = stream.split();
-        let req = req.map(|()| Body::h3(recv, shared.config.max_body_bytes));
+        let req = req.map(|()| Body::h3(recv, &shared));
         let (parts, body) = dispatch(&shared, &conn, handler, req).await.into_parts();
         if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
             return tracing::debug!(error = %e, "sending response head failed");

@@ -58,11 +58,23 @@
 //!
 //! # Limits
 //!
-//! See [`ServerConfig`]: connection limit (TCP waits in the backlog, QUIC is refused),
-//! header-read timeout (TLS handshake plus first request head; every later HTTP/1.1
-//! head), idle timeout, maximum head size (`431`), maximum body size
-//! (`413` up front from `content-length`, else [`BodyError::TooLarge`] mid-stream, which
-//! the handler maps with [`BodyError::status`]), HTTP/2 and HTTP/3 windows.
+//! See [`ServerConfig`]:
+//!
+//! * connection limit per transport ([`Transport`]: TCP waits in the backlog, QUIC
+//!   is refused; one cannot use up the other's);
+//! * header-read timeout on every protocol: the TLS or QUIC handshake plus the
+//!   first request head, then every head from its first byte (HTTP/1.1: `408` and
+//!   close; HTTP/2: the connection closes, an unfinished header block stops all of
+//!   it; HTTP/3: that request stream is dropped);
+//! * idle timeout, which client PINGs (HTTP/2, QUIC) do not reset;
+//! * maximum head size (`431`), maximum body size (`413` up front from
+//!   `content-length`, else [`BodyError::TooLarge`] mid-stream, which the handler
+//!   maps with [`BodyError::status`]);
+//! * lingering close: a request body dropped unfinished is drained (discarded) up
+//!   to `lingering_bytes` / `lingering_time`, so an early answer reaches a client
+//!   that is still uploading (see Cancel safety);
+//! * HTTP/2 and HTTP/3 windows.
+//!
 //! With an axum `Router`, buffering extractors (`Bytes`, `String`, `Json`) still apply
 //! axum's own 2 MB `DefaultBodyLimit` (axum issue 1652); a handler that takes
 //! `axum::body::Body` streams and is bounded only by `max_body_bytes`.
@@ -89,7 +101,13 @@
 //! connections close, and clients see the same incomplete responses as above.
 //!
 //! A handler that stops reading a request body does not harm other streams: HTTP/2
-//! and HTTP/3 stop granting that stream credit, and the body is reset when dropped.
+//! and HTTP/3 stop granting that stream credit. When it drops the body (or reading
+//! passes `max_body_bytes`), the rest is read and discarded in a background task the
+//! shutdown tracks (lingering close), up to `lingering_bytes` and `lingering_time`:
+//! the client finishes sending and then sees the answer and a clean end (no
+//! `RST_STREAM`, no `STOP_SENDING`, the HTTP/1.1 connection kept). Past either bound
+//! the body is reset as before: HTTP/2 `RST_STREAM` (`NO_ERROR` once the response is
+//! complete), HTTP/3 `STOP_SENDING`, HTTP/1.1 connection closed after the response.
 
 mod access_log;
 mod body;
@@ -97,6 +115,7 @@ mod config;
 mod conn;
 mod h1h2;
 mod h3;
+mod headwatch;
 mod metrics;
 mod server;
 mod shutdown;
@@ -110,7 +129,7 @@ mod tests;
 pub use body::{Body, BodyError, BoxError};
 pub use config::{Http2Config, Http3Config, ServerConfig};
 pub use conn::ConnInfo;
-pub use metrics::{Metrics, Protocol, ProtocolStats};
+pub use metrics::{Metrics, Protocol, ProtocolStats, Transport};
 pub use server::{Listen, Server};
 pub use shutdown::{ShutdownHandle, ShutdownSignal, ctrl_c_or_sigterm};
 pub use static_files::StaticFiles;

@@ -47,6 +47,37 @@ impl Protocol {
     }
 }
 
+/// The transports that each have their own connection limit (`max_connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP: HTTP/1.1, h2c, TLS (HTTP/1.1 and HTTP/2), WebSocket.
+    Tcp,
+    /// QUIC: HTTP/3.
+    Quic,
+}
+
+impl Transport {
+    const ALL: [Transport; 2] = [Self::Tcp, Self::Quic];
+
+    /// Label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Quic => "quic",
+        }
+    }
+}
+
+/// One per-transport metric family: name, value, help text.
+type SlotFamily = (&'static str, fn(&Metrics, Transport) -> u64, &'static str);
+
+/// Connection slots of one transport.
+#[derive(Debug, Default)]
+struct Slots {
+    limit: AtomicU64,
+    used: AtomicU64,
+}
+
 /// One per-protocol metric family: name, type, value, help text.
 type Family = (
     &'static str,
@@ -81,12 +112,18 @@ pub struct ProtocolStats {
 #[derive(Debug, Default)]
 pub struct Metrics {
     protocols: [Counters; 4],
-    /// Connections closed because their TLS handshake or first request head was late.
+    slots: [Slots; 2],
+    /// Connections closed (HTTP/1.1, HTTP/2) or HTTP/3 request streams dropped because a
+    /// handshake or request head was late.
     pub header_timeouts: AtomicU64,
-    /// QUIC connections refused because `max_connections` was reached.
+    /// QUIC connections refused because QUIC's `max_connections` was reached.
     pub refused_connections: AtomicU64,
     /// Requests refused with `413` from their `content-length`.
     pub bodies_too_large: AtomicU64,
+    /// Request bodies dropped unfinished that were then read to their end (lingering).
+    pub lingering_drained: AtomicU64,
+    /// Request bodies dropped unfinished that were reset past the lingering bounds.
+    pub lingering_cut: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +135,25 @@ impl Metrics {
             connections_active: c.connections_active.load(Relaxed),
             requests_total: c.requests_total.load(Relaxed),
             requests_active: c.requests_active.load(Relaxed),
+        }
+    }
+
+    /// Connection slots of `transport` in use now (a TCP connection holds one from
+    /// accept, before its protocol is known, until it closes).
+    pub fn slots_used(&self, transport: Transport) -> u64 {
+        self.slots[transport as usize].used.load(Relaxed)
+    }
+
+    /// The connection limit of `transport`.
+    pub fn slot_limit(&self, transport: Transport) -> u64 {
+        self.slots[transport as usize].limit.load(Relaxed)
+    }
+
+    pub(crate) fn set_slot_limit(&self, limit: usize) {
+        for slots in &self.slots {
+            slots
+                .limit
+                .store(u64::try_from(limit).unwrap_or(u64::MAX), Relaxed);
         }
     }
 
@@ -160,10 +216,33 @@ impl Metrics {
                 );
             }
         }
+        let slot_families: [SlotFamily; 2] = [
+            (
+                "web_connection_limit",
+                Self::slot_limit,
+                "Connections allowed at once, per transport.",
+            ),
+            (
+                "web_connection_slots_used",
+                Self::slots_used,
+                "Connection slots in use, per transport.",
+            ),
+        ];
+        for (name, get, help) in slot_families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for t in Transport::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{transport=\"{}\"}} {}",
+                    t.as_str(),
+                    get(self, t)
+                );
+            }
+        }
         let singles = [
             (
                 "web_header_timeouts_total",
-                "Connections closed for a late handshake or request head.",
+                "Connections or HTTP/3 streams closed for a late handshake or request head.",
                 &self.header_timeouts,
             ),
             (
@@ -175,6 +254,16 @@ impl Metrics {
                 "web_bodies_too_large_total",
                 "Requests refused with 413 from content-length.",
                 &self.bodies_too_large,
+            ),
+            (
+                "web_lingering_drained_total",
+                "Request bodies drained to their end after an early answer.",
+                &self.lingering_drained,
+            ),
+            (
+                "web_lingering_cut_total",
+                "Request bodies reset past the lingering bounds.",
+                &self.lingering_cut,
             ),
         ];
         for (name, help, value) in singles {
@@ -235,17 +324,48 @@ impl Drop for Tally {
     }
 }
 
+/// A connection slot of one transport, held from accept until the connection closes.
+#[derive(Debug)]
+pub(crate) struct SlotGuard {
+    metrics: Arc<Metrics>,
+    transport: Transport,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SlotGuard {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        transport: Transport,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        metrics.slots[transport as usize].used.fetch_add(1, Relaxed);
+        Self {
+            metrics,
+            transport,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.metrics.slots[self.transport as usize]
+            .used
+            .fetch_sub(1, Relaxed);
+    }
+}
+
 /// Counts one open connection (or WebSocket session) until dropped.
 #[derive(Debug)]
-pub(crate) struct ConnGuard(Tally);
+pub(crate) struct ConnGuard {
+    _tally: Tally,
+}
 
 impl ConnGuard {
     pub(crate) fn new(metrics: Arc<Metrics>, protocol: Protocol) -> Self {
-        Self(Tally::new(metrics, protocol, Kind::Connections))
-    }
-
-    pub(crate) fn protocol(&self) -> Protocol {
-        self.0.protocol
+        Self {
+            _tally: Tally::new(metrics, protocol, Kind::Connections),
+        }
     }
 }
 

@@ -55,9 +55,11 @@ impl Server {
             }
             None => None,
         };
+        let metrics = Arc::new(Metrics::default());
+        metrics.set_slot_limit(config.max_connections);
         let shared = Arc::new(Shared {
             config,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             lifecycle: Lifecycle::default(),
             alt_svc,
         });
@@ -119,7 +121,9 @@ impl Server {
                 .map_err(Into::into),
         );
         let shared = self.shared;
-        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        // One pool per transport: a QUIC flood must not stop TCP accepts, nor the reverse.
+        let tcp_slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let quic_slots = Arc::new(Semaphore::new(shared.config.max_connections));
         let life = &shared.lifecycle;
         let mut endpoint = None;
         if let Some(listener) = self.http {
@@ -128,7 +132,7 @@ impl Server {
                 None,
                 shared.clone(),
                 handler.clone(),
-                slots.clone(),
+                tcp_slots.clone(),
             ));
         }
         if let Some((listener, acceptor, quic)) = self.https {
@@ -137,13 +141,13 @@ impl Server {
                 Some(acceptor),
                 shared.clone(),
                 handler.clone(),
-                slots.clone(),
+                tcp_slots,
             ));
             life.spawn(h3::accept_loop(
                 quic.clone(),
                 shared.clone(),
                 handler,
-                slots,
+                quic_slots,
             ));
             endpoint = Some(quic);
         }

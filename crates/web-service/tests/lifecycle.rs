@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use web_service::Protocol;
+use web_service::{Protocol, Transport};
 
 /// Header timeout of the slowloris tests.
 const SHORT_HEADER_TIMEOUT: Duration = Duration::from_millis(300);
@@ -133,12 +133,33 @@ async fn connection_limit_holds() {
     client::fetch_pattern(&a, 10).await;
     let b = Conn::connect(Proto::H2Tls, &server).await;
     client::fetch_pattern(&b, 10).await;
-    // A QUIC connection beyond the limit is refused at once.
+    // QUIC has its own limit: two are served while TCP is full, a third is refused
+    // at once.
+    let mut quic = Vec::new();
+    for _ in 0..2 {
+        let (conn, endpoint) = client::quic_connect(server.https, &server.cert)
+            .await
+            .expect("QUIC is not blocked by a full TCP limit");
+        quic.push((conn, endpoint));
+    }
     let refused = client::quic_connect(server.https, &server.cert).await;
     assert!(
         refused.is_err(),
         "QUIC connection beyond the limit must be refused"
     );
+    eventually("both QUIC slots in use", || {
+        server.metrics.slots_used(Transport::Quic) == 2
+    })
+    .await;
+    let page = server.metrics.render_prometheus();
+    for line in [
+        "web_connection_limit{transport=\"tcp\"} 2",
+        "web_connection_limit{transport=\"quic\"} 2",
+        "web_connection_slots_used{transport=\"tcp\"} 2",
+        "web_connection_slots_used{transport=\"quic\"} 2",
+    ] {
+        assert!(page.contains(line), "{line} missing from:\n{page}");
+    }
     // A third TCP connection waits in the backlog: its request is not answered...
     let mut third = TcpStream::connect(server.http).await.unwrap();
     third
@@ -153,7 +174,7 @@ async fn connection_limit_holds() {
         String::from_utf8_lossy(&buf),
         server.metrics.stats(Protocol::Http1),
     );
-    assert_eq!(server.metrics.connections_active(), 2);
+    assert_eq!(server.metrics.slots_used(Transport::Tcp), 2);
     // ...until a slot frees.
     drop(a);
     let n = timeout(WAIT, third.read(&mut buf)).await.unwrap().unwrap();
@@ -214,18 +235,24 @@ async fn slowloris_is_closed_after_header_timeout_while_others_are_served() {
 }
 
 /// Sends one more byte of an unfinished request head every 50 ms until the server
-/// closes the connection; a response instead would be a failure.
-async fn trickle_until_closed(tcp: &mut TcpStream) {
+/// answers; it must answer `408` and close the connection.
+async fn trickle_until_closed<S>(tcp: &mut S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = [0u8; 256];
     loop {
         if tcp.write_all(b"a").await.is_err() {
-            return;
+            panic!("connection closed without a 408");
         }
         if let Ok(read) = timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
-            assert!(
-                matches!(read, Ok(0) | Err(_)),
-                "no response expected to an unfinished head"
-            );
+            let n = read.expect("a 408 before the close");
+            let mut answer = buf[..n].to_vec();
+            let _ = timeout(WAIT, tcp.read_to_end(&mut answer))
+                .await
+                .expect("closed");
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
             return;
         }
     }
@@ -242,6 +269,32 @@ async fn slow_second_head_on_keep_alive_connection_is_closed() {
     timeout(WAIT, trickle_until_closed(&mut tcp))
         .await
         .expect("slow head closed after the header timeout");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_second_head_on_tls_keep_alive_connection_gets_408() {
+    let server = Harness::start_tweaked(|c| c.header_read_timeout = SHORT_HEADER_TIMEOUT).await;
+    let mut tls = client::tls_connect(server.https, &server.cert, &[b"http/1.1"]).await;
+    tls.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.ends_with(b"0\r\n\r\n") {
+        let n = timeout(WAIT, tls.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed mid-response");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    tls.write_all(b"GET /pattern/3 HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    timeout(WAIT, trickle_until_closed(&mut tls))
+        .await
+        .expect("slow head closed after the header timeout");
+    assert!(started.elapsed() >= SHORT_HEADER_TIMEOUT);
     server.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests for http-pack: one binary, one module per concern.
 
+mod aws_chunked;
 mod convert;
 mod decode_errors;
 mod http1;

@@ -512,15 +512,12 @@ impl Proxy {
         }
     }
 
-    /// Waits until no fill is in progress (every piece fetched so far is stored).
+    /// Waits until no fill or disk write is in progress (every piece fetched so far
+    /// is stored).
     pub async fn idle(&self) {
         for _ in 0..1000 {
-            if self
-                .proxy
-                .metrics()
-                .render()
-                .contains("fills_in_progress 0")
-            {
+            let text = self.proxy.metrics().render();
+            if text.contains("fills_in_progress 0") && text.contains("l2_writes_pending 0") {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -613,9 +610,12 @@ pub async fn get_hashed(
     proxy: &Proxy,
     path: &str,
 ) -> (u16, String, String, u64, bool) {
-    let req = Request::get(format!("http://{}{path}", proxy.addr))
-        .body(Empty::new())
-        .unwrap();
+    get_hashed_url(client, format!("http://{}{path}", proxy.addr)).await
+}
+
+/// GETs `url` hashing the body as it arrives: (status, x-cache, sha256, length, error).
+pub async fn get_hashed_url(client: &TestClient, url: String) -> (u16, String, String, u64, bool) {
+    let req = Request::get(url).body(Empty::new()).unwrap();
     let answer = client.request(req).await.unwrap();
     let status = answer.status().as_u16();
     let x_cache = answer
@@ -690,4 +690,121 @@ pub async fn read_first_frame(client: &TestClient, url: &str) -> (http::HeaderMa
     let (parts, mut body) = client.request(req).await.unwrap().into_parts();
     body.frame().await.unwrap().unwrap();
     (parts.headers, body)
+}
+
+/// The `streaming-proxy` binary, killed with SIGKILL when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    /// Where it serves HTTP.
+    pub addr: SocketAddr,
+    /// Where it serves `/metrics`, when asked to.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
+    /// Starts the binary listening on a free loopback port with `args` and waits for
+    /// its READY line.
+    pub async fn start(args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-proxy"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .map(|a| a.parse::<SocketAddr>().unwrap())
+        };
+        let addr = field("http=").unwrap_or_else(|| panic!("no READY line: {line:?}"));
+        let metrics = field("metrics=");
+        Self {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    /// Resident memory of the proxy process now, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Waits until no fill is in progress (needs `--metrics`).
+    pub async fn idle(&self) {
+        let url = format!(
+            "http://{}/metrics",
+            self.metrics.expect("started with --metrics")
+        );
+        let c = client();
+        for _ in 0..1000 {
+            let text = request(&c, "GET", url.clone(), None).await.body;
+            let text = String::from_utf8_lossy(&text);
+            if text.contains("fills_in_progress 0") && text.contains("l2_writes_pending 0") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("fills still in progress after 20 s");
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Every file under `root` (relative path and SHA-256), sorted; directories end in `/`.
+pub fn tree(root: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.is_dir() {
+                out.push((format!("{rel}/"), String::new()));
+                todo.push(path);
+            } else {
+                out.push((rel, sha(&std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The object directories in a cache root (the marker file aside).
+pub fn object_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
 }

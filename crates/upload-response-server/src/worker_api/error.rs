@@ -57,7 +57,7 @@ impl From<CoordError> for ApiError {
         match e {
             CoordError::UnknownStream(id) => Self::UnknownStream(id),
             CoordError::InvalidHead(_) => Self::BadRequest(e.to_string()),
-            CoordError::Write(_) => Self::Gone {
+            CoordError::Write(_) | CoordError::ClientStalled(_) => Self::Gone {
                 message: e.to_string(),
                 header: None,
             },

@@ -209,10 +209,17 @@ fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
         .filter(|s| (200..=599).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or_else(|| ApiError::BadRequest("x-ur-status: NNN (200-599) is required".into()))?;
-    Ok(upload_response::response_head(
-        status,
-        &response_headers(given),
-    )?)
+    let mut headers = response_headers(given);
+    // The call's own `content-length` frames the call's body; a response
+    // to HEAD has none, yet must say how long the GET would be.
+    if let Some(len) = given
+        .get("x-ur-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        headers.insert(header::CONTENT_LENGTH, len.into());
+    }
+    Ok(upload_response::response_head(status, &headers)?)
 }
 
 /// `POST /v1/streams/{id}/claim?worker=ID`: claims that stream's response

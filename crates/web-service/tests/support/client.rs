@@ -247,6 +247,15 @@ pub async fn quic_connect(
     addr: SocketAddr,
     cert: &CertificateDer<'static>,
 ) -> Result<(quinn::Connection, quinn::Endpoint), quinn::ConnectionError> {
+    quic_connect_pinging(addr, cert, None).await
+}
+
+/// [`quic_connect`] that sends a QUIC PING every `keep_alive` (if given).
+pub async fn quic_connect_pinging(
+    addr: SocketAddr,
+    cert: &CertificateDer<'static>,
+    keep_alive: Option<std::time::Duration>,
+) -> Result<(quinn::Connection, quinn::Endpoint), quinn::ConnectionError> {
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(cert, &[b"h3"])).unwrap();
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
@@ -254,7 +263,8 @@ pub async fn quic_connect(
     transport
         .stream_receive_window(quinn::VarInt::from_u32(4 * 1024 * 1024))
         .receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024))
-        .send_window(16 * 1024 * 1024);
+        .send_window(16 * 1024 * 1024)
+        .keep_alive_interval(keep_alive);
     client.transport_config(Arc::new(transport));
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(client);

@@ -81,6 +81,9 @@ async fn handle(gates: Gates, mut req: Request<Body>) -> Result<Response<Body>, 
     if path == "/sha256" {
         return Ok(check_sha256(req).await);
     }
+    if let Some(rest) = path.strip_prefix("/early/") {
+        return Ok(answer_early(req, rest).await);
+    }
     if let Some(n) = path.strip_prefix("/pattern/") {
         let Ok(n) = n.parse() else {
             return Ok(text(StatusCode::BAD_REQUEST, "bad size".into()));
@@ -102,6 +105,28 @@ async fn handle(gates: Gates, mut req: Request<Body>) -> Result<Response<Body>, 
         return Ok(Response::new(Body::from_stream(parts)));
     }
     Ok(text(StatusCode::NOT_FOUND, "not found".into()))
+}
+
+/// `/early/READ/ANSWER`: reads at least READ bytes of the body, drops the rest and
+/// answers `200` with an ANSWER-byte pattern (a worker that answers before the upload
+/// ends).
+async fn answer_early(req: Request<Body>, sizes: &str) -> Response<Body> {
+    let Some((Ok(read), Ok(answer))) = sizes
+        .split_once('/')
+        .map(|(r, a)| (r.parse::<u64>(), a.parse::<u64>()))
+    else {
+        return text(StatusCode::BAD_REQUEST, "bad sizes".into());
+    };
+    let mut body = req.into_body();
+    while body.received() < read {
+        match body.chunk().await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return text(e.status(), format!("{e}\n")),
+            None => break,
+        }
+    }
+    drop(body);
+    Response::new(Body::from_stream(pattern::stream(answer)))
 }
 
 async fn check_sha256(req: Request<Body>) -> Response<Body> {
