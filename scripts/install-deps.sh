@@ -20,6 +20,27 @@ if ! command -v curl > /dev/null; then
   fi
 fi
 
+# --- operations (issue 14) ---------------------------------------------------
+# promtool (Debian package `prometheus`) checks every /metrics page, and
+# HAProxy is the balancer of the three-node scale-out tests
+# (crates/*/tests/scale_out.rs, docs/deployment.md).
+ops_missing=()
+command -v promtool > /dev/null || ops_missing+=(prometheus)
+command -v haproxy > /dev/null || ops_missing+=(haproxy)
+if [ "${#ops_missing[@]}" -gt 0 ]; then
+  if command -v apt-get > /dev/null; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${ops_missing[@]}"
+    # The package starts a Prometheus server where systemd runs; tests need only promtool.
+    if command -v systemctl > /dev/null && systemctl is-active --quiet prometheus 2> /dev/null; then
+      systemctl stop prometheus || true
+    fi
+  else
+    echo "promtool and haproxy are needed by the operations tests: install ${ops_missing[*]}" >&2
+    exit 1
+  fi
+fi
+# --- end operations ----------------------------------------------------------
+
 # --- S3 client tests (upload-response-server/tests/s3_clients.rs) -----------
 # boto3 and the AWS CLI (v1, from PyPI) in a venv under the target dir, where
 # the tests look for it. botocore >= 1.36 sends aws-chunked bodies with

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest accepted `slice_size` (64 MiB).
 pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
@@ -14,7 +14,7 @@ pub const MAX_SLICE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_KEY: usize = 8 * 1024;
 
 /// How the cache treats origin answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Honour the origin's cache headers.
@@ -53,18 +53,22 @@ pub struct ProxyConfig {
     /// Directory of the disk (L2) cache.
     pub cache_dir: PathBuf,
     /// Byte budget of the memory (L1) cache.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub l1_bytes: u64,
     /// Byte budget of the disk (L2) cache; `0` disables L2.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub l2_bytes: u64,
     /// Upper bound of the heuristic freshness lifetime (RFC 9111 §4.2.2) of answers
     /// with `Last-Modified` but without `max-age`/`s-maxage`/`Expires` (a tenth of
     /// their age since `Last-Modified`, at most this).
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub default_ttl_secs: u64,
     /// Send the client's `Host` to the origin (else the upstream's).
     pub preserve_host: bool,
     /// Store answers with `Set-Cookie`, without that header (else not stored).
     pub store_set_cookie: bool,
     /// Objects are fetched and stored in slices of this many bytes.
+    #[serde(deserialize_with = "service_ops::config::size")]
     pub slice_size: u64,
     /// normal, record or replay.
     pub mode: Mode,
@@ -72,14 +76,18 @@ pub struct ProxyConfig {
     pub metrics: Option<SocketAddr>,
     /// Time allowed for the origin to answer with a head, connection included
     /// (`504` beyond).
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub upstream_timeout_secs: u64,
     /// Time allowed for a TCP connection to the origin (`502` beyond).
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub upstream_connect_timeout_secs: u64,
     /// An origin body that sends no byte for this long ends its fill (and every
     /// reader's body) with an error; pass-through bodies end the same way.
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub upstream_body_idle_secs: u64,
     /// A client that takes no byte of its response for this long loses it: the
     /// body ends with an error and the client's hold on fills is released.
+    #[serde(deserialize_with = "service_ops::config::secs")]
     pub client_write_idle_secs: u64,
     /// Fills (origin fetches) in progress at once; beyond it, a miss waits for one to
     /// end (up to `upstream_timeout_secs`, then `503`).

@@ -33,9 +33,9 @@ metrics! {
     /// Responses passed through without storing.
     bypasses: Counter = "cache_bypasses", "Responses passed through uncached";
     /// Body bytes sent to clients from stored pieces.
-    bytes_from_cache: Counter = "bytes_from_cache", "Body bytes served from stored pieces";
+    bytes_from_cache: Counter = "served_from_cache_bytes", "Body bytes served from stored pieces";
     /// Body bytes received from the origin by fills.
-    bytes_from_origin: Counter = "bytes_from_origin", "Body bytes received from the origin";
+    bytes_from_origin: Counter = "received_from_origin_bytes", "Body bytes received from the origin";
     /// Origin fetches in progress.
     fills_in_progress: Gauge = "fills_in_progress", "Origin fetches in progress";
     /// Pieces served from memory (L1).
@@ -57,7 +57,8 @@ metrics! {
 }
 
 impl Metrics {
-    /// The Prometheus text exposition of every counter.
+    /// The OpenMetrics text of every counter (`prometheus-client`'s encoding;
+    /// the binary's `/metrics` page converts it to the Prometheus text format).
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

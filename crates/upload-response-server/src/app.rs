@@ -30,12 +30,14 @@ pub struct Running {
     pub worker_api: Option<SocketAddr>,
     /// The certificate clients should trust (the self-signed one, or --tls-cert).
     pub cert_path: Option<PathBuf>,
-    /// The worker API token.
+    /// The worker API token (never printed or logged: its path is).
     pub worker_token: String,
     /// Where the generated token was stored, if it was generated or reused from disk.
     pub worker_token_path: Option<PathBuf>,
     /// The service, for in-process workers and inspection.
     pub service: UploadResponseService,
+    /// Swaps the TLS certificate in (reloader, certificate file, key file).
+    pub tls_reload: Option<(web_service::TlsReloader, PathBuf, PathBuf)>,
     stop: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -68,11 +70,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let (identity, cert_path) = match (&settings.tls, settings.https) {
-        (_, None) => (None, None),
+    let (identity, cert_path, key_path) = match (&settings.tls, settings.https) {
+        (_, None) => (None, None, None),
         (Some((cert, key)), Some(_)) => (
             Some(TlsIdentity::from_pem_files(cert, key)?),
             Some(cert.clone()),
+            Some(key.clone()),
         ),
         (None, Some(_)) => {
             let generated = TlsIdentity::self_signed_in(&settings.data_dir).with_context(|| {
@@ -81,7 +84,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                     settings.data_dir.display()
                 )
             })?;
-            (Some(generated.identity), Some(generated.cert_path))
+            (
+                Some(generated.identity),
+                Some(generated.cert_path),
+                Some(generated.key_path),
+            )
         }
     };
     let mut config = ServerConfig {
@@ -89,6 +96,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         // abort the workers see.
         max_body_bytes: None,
         drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
+        access_log: settings.access_log,
         header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
         lingering_bytes: settings.lingering_bytes,
         lingering_time: Duration::from_millis(settings.lingering_time_ms),
@@ -110,6 +118,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     let ingress = Server::bind(config, listen).await?;
     let (http, https) = (ingress.http_addr(), ingress.https_addr());
+    let tls_reload = ingress
+        .tls_reloader()
+        .zip(cert_path.clone().zip(key_path))
+        .map(|(r, (cert, key))| (r, cert, key));
     let web_metrics = ingress.metrics();
     let handler = ingress_handler(service.clone());
     let signal = stop.clone().cancelled_owned();
@@ -145,6 +157,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         worker_token,
         worker_token_path,
         service,
+        tls_reload,
         stop,
         tasks,
     })

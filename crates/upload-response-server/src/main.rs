@@ -7,12 +7,6 @@ use upload_response_server::{Cli, Settings, start};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -23,16 +17,25 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let settings = Settings::resolve(Cli::parse())?;
+    let cli = Cli::parse();
+    let check_only = cli.check_config;
+    let settings = Settings::resolve(cli)?;
+    if check_only {
+        settings.check()?;
+        eprintln!("upload-response-server: configuration ok");
+        return Ok(());
+    }
+    service_ops::init_logging(settings.log_format, settings.access_log);
     let running = start(settings).await?;
+    // Start-up facts go to the log (stderr); stdout carries only the READY line.
     if let Some(addr) = running.http {
-        println!("http:       http://{addr}/  (HTTP/1.1, h2c, ws://)");
+        tracing::info!("http:       http://{addr}/  (HTTP/1.1, h2c, ws://)");
     }
     if let Some(addr) = running.https {
-        println!("https:      https://{addr}/  (h2, http/1.1, wss://; HTTP/3 on udp {addr})");
+        tracing::info!("https:      https://{addr}/  (h2, http/1.1, wss://; HTTP/3 on udp {addr})");
     }
     if let Some(cert) = &running.cert_path {
-        println!(
+        tracing::info!(
             "tls cert:   {}  (curl --cacert {} https://localhost:{}/...)",
             cert.display(),
             cert.display(),
@@ -40,17 +43,25 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     if let Some(addr) = running.worker_api {
-        println!("worker api: http://{addr}/  (metrics: http://{addr}/metrics)");
+        tracing::info!(
+            "worker api: http://{addr}/  (metrics: http://{addr}/metrics, probes: /healthz, /readyz)"
+        );
     }
+    // The token's value is a secret: only where it lives is logged.
     match &running.worker_token_path {
-        Some(path) => println!(
-            "worker token: {}  (stored in {})",
-            running.worker_token,
-            path.display()
-        ),
-        None => println!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
+        Some(path) => tracing::info!("worker token: stored in {}", path.display()),
+        None => tracing::info!("worker token: given by --worker-token / UR_WORKER_TOKEN"),
     }
-    // One machine-readable line last, in the form the benchmark sinks use.
+    web_service::reload_tls_on_sighup(running.tls_reload.clone());
+    // Installed before READY, so a SIGTERM right after it still drains.
+    let signal = web_service::ctrl_c_or_sigterm();
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        stop.cancel();
+    });
+    // One machine-readable line, in the form the benchmark sinks use.
     let addr =
         |a: Option<std::net::SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
     println!(
@@ -59,11 +70,5 @@ async fn run() -> anyhow::Result<()> {
         addr(running.https),
         addr(running.worker_api)
     );
-    let stop = running.stop_handle();
-    tokio::spawn(async move {
-        web_service::ctrl_c_or_sigterm().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        stop.cancel();
-    });
     running.wait().await
 }

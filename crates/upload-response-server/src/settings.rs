@@ -1,180 +1,127 @@
-//! Command line and TOML configuration (ARCHITECTURE.md §7): every option is
-//! a flag and a key of the same name; a flag beats the file, the file beats
-//! the built-in default.
+//! Command line, environment and TOML configuration (ARCHITECTURE.md §7):
+//! every option is declared once, in [`Cli`], as a flag (`--num-streams`), an
+//! environment variable (`UR_NUM_STREAMS`) and a TOML key (`num_streams`);
+//! flags beat the environment, which beats the file, which beats the built-in
+//! default (layered by `service_ops::config::layer`). Sizes and durations take
+//! units (`16GiB`, `30s`); bare numbers keep the option's own unit.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use service_ops::LogFormat;
+use service_ops::config::{Millis, Size};
 use upload_response::UploadResponseConfig;
 
-/// Command-line flags. Each is optional so that the TOML file can supply it.
-#[derive(Debug, Parser, Default)]
+/// Every option: flag, environment variable and TOML key. Each is optional
+/// so that a lower layer can supply it.
+#[derive(Debug, Parser, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[command(
     name = "upload-response-server",
     version,
     about = "Streaming upload ingress: requests stream to workers, responses stream back"
 )]
 pub struct Cli {
-    /// TOML file holding any of the options below (flags override it).
-    #[arg(long)]
+    /// TOML file holding any of the options below (environment and flags override it).
+    #[arg(long, env = "UR_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Cleartext HTTP/1.1, h2c and ws:// listener [default: 127.0.0.1:8080; "none" disables].
+    /// Validate the configuration (file, environment, flags, TLS files) and exit:
+    /// 0 if it is usable, else 1 with the offending key.
     #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
+    /// Cleartext HTTP/1.1, h2c and ws:// listener [default: 127.0.0.1:8080; "none" disables].
+    #[arg(long, env = "UR_HTTP")]
     pub http: Option<String>,
     /// TLS listener (h2, http/1.1, wss://) and HTTP/3 on the same UDP port [default: 127.0.0.1:8443; "none" disables].
-    #[arg(long)]
+    #[arg(long, env = "UR_HTTPS")]
     pub https: Option<String>,
     /// PEM certificate chain (with --tls-key); without both, a self-signed one in --data-dir.
-    #[arg(long)]
+    #[arg(long, env = "UR_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long)]
+    #[arg(long, env = "UR_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Directory for the generated certificate and worker token [default: ./.upload-response].
-    #[arg(long)]
+    #[arg(long, env = "UR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Remote worker API and /metrics listener [default: 127.0.0.1:9090; "none" disables].
-    #[arg(long)]
+    #[arg(long, env = "UR_WORKER_API")]
     pub worker_api: Option<String>,
     /// Bearer token of the worker API [env: UR_WORKER_TOKEN; default: generated into DATA_DIR/worker-token].
     #[arg(long, env = "UR_WORKER_TOKEN", hide_env_values = true)]
     pub worker_token: Option<String>,
     /// In-process workers: comma-separated echo, sha256, discard; "none" disables [default: echo,sha256,discard].
-    #[arg(long)]
+    #[arg(long, env = "UR_BUILTIN_WORKERS")]
     pub builtin_workers: Option<String>,
     /// Requests in flight at once; a stream costs only metadata until it holds bytes [default: 4096].
-    #[arg(long)]
+    #[arg(long, env = "UR_NUM_STREAMS")]
     pub num_streams: Option<usize>,
     /// Slot size in KiB [default: 64].
-    #[arg(long)]
+    #[arg(long, env = "UR_SLOT_SIZE_KB")]
     pub slot_size_kb: Option<usize>,
     /// A stream's in-memory window, in slots [default: 64].
-    #[arg(long)]
+    #[arg(long, env = "UR_SLOTS_PER_STREAM")]
     pub slots_per_stream: Option<usize>,
-    /// Slot bytes the request and response caches hold together, in bytes or
-    /// with a unit (KiB, MiB, GiB); writers beyond it wait [default: 256MiB].
-    #[arg(long, value_parser = parse_bytes)]
-    pub memory_budget: Option<u64>,
-    /// Arrival to response head, else 504 [default: 30000].
-    #[arg(long)]
-    pub response_timeout_ms: Option<u64>,
-    /// Arrival to a worker's claim, else 503 [default: 10000].
-    #[arg(long)]
-    pub claim_timeout_ms: Option<u64>,
-    /// Wait for a free stream, else 503 + Retry-After [default: 5000].
-    #[arg(long)]
-    pub queue_timeout_ms: Option<u64>,
-    /// Largest request body, else 413 [default: 17179869184 (16 GiB)].
-    #[arg(long)]
-    pub max_body_bytes: Option<u64>,
+    /// Slot bytes the request and response caches hold together (bytes, or
+    /// 256MiB); writers beyond it wait [default: 256MiB].
+    #[arg(long, env = "UR_MEMORY_BUDGET")]
+    pub memory_budget: Option<Size>,
+    /// Arrival to response head, else 504 (ms, or with a unit: 30s) [default: 30s].
+    #[arg(long, env = "UR_RESPONSE_TIMEOUT_MS")]
+    pub response_timeout_ms: Option<Millis>,
+    /// Arrival to a worker's claim, else 503 (ms, or 10s) [default: 10s].
+    #[arg(long, env = "UR_CLAIM_TIMEOUT_MS")]
+    pub claim_timeout_ms: Option<Millis>,
+    /// Wait for a free stream, else 503 + Retry-After (ms, or 5s) [default: 5s].
+    #[arg(long, env = "UR_QUEUE_TIMEOUT_MS")]
+    pub queue_timeout_ms: Option<Millis>,
+    /// Largest request body, else 413 (units: 16GiB, 512MiB) [default: 16GiB].
+    #[arg(long, env = "UR_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<Size>,
     /// Requests one client IP address may have in flight, else 429 + Retry-After;
     /// also caps HTTP/2 and HTTP/3 concurrent streams per connection [default: 64].
-    #[arg(long)]
+    #[arg(long, env = "UR_MAX_STREAMS_PER_CLIENT")]
     pub max_streams_per_client: Option<usize>,
     /// No request body byte for this long while the body is incomplete: 408
-    /// (a reset once the response started) [default: 30000].
-    #[arg(long)]
-    pub body_idle_timeout_ms: Option<u64>,
+    /// (a reset once the response started) (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_BODY_IDLE_TIMEOUT_MS")]
+    pub body_idle_timeout_ms: Option<Millis>,
     /// After the response head, the worker writing nothing or the client
-    /// reading nothing for this long resets the response [default: 30000].
-    #[arg(long)]
-    pub response_idle_timeout_ms: Option<u64>,
-    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 10000].
-    #[arg(long)]
-    pub drain_timeout_ms: Option<u64>,
+    /// reading nothing for this long resets the response (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_RESPONSE_IDLE_TIMEOUT_MS")]
+    pub response_idle_timeout_ms: Option<Millis>,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish (ms, or 10s) [default: 10s].
+    #[arg(long, env = "UR_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<Millis>,
     /// A remote worker's claim lapses after this long without activity (body
     /// read, response write, renewal) and, before response headers, the
-    /// request is offered again [default: 30000].
-    #[arg(long)]
-    pub worker_lease_ms: Option<u64>,
+    /// request is offered again (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_WORKER_LEASE_MS")]
+    pub worker_lease_ms: Option<Millis>,
     /// Slowloris bound: a request head (HTTP/1.1, HTTP/2, HTTP/3) must be complete
-    /// this long after its first byte, else 408 / reset [default: 10000].
-    #[arg(long)]
-    pub header_read_timeout_ms: Option<u64>,
+    /// this long after its first byte, else 408 / reset (ms, or 10s) [default: 10s].
+    #[arg(long, env = "UR_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<Millis>,
     /// After an early answer (e.g. 413), this many more request body bytes are read
     /// and discarded so the client sees the answer; past it the stream is reset
-    /// [default: 268435456 (256 MiB); 0 disables].
-    #[arg(long)]
-    pub lingering_bytes: Option<u64>,
-    /// Longest time such a body is drained after an early answer [default: 30000].
-    #[arg(long)]
-    pub lingering_time_ms: Option<u64>,
-}
-
-/// The TOML file: the same options as the flags, in snake case.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FileConfig {
-    http: Option<String>,
-    https: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    worker_api: Option<String>,
-    worker_token: Option<String>,
-    builtin_workers: Option<String>,
-    num_streams: Option<usize>,
-    slot_size_kb: Option<usize>,
-    slots_per_stream: Option<usize>,
-    memory_budget: Option<ByteSize>,
-    response_timeout_ms: Option<u64>,
-    claim_timeout_ms: Option<u64>,
-    queue_timeout_ms: Option<u64>,
-    max_body_bytes: Option<u64>,
-    max_streams_per_client: Option<usize>,
-    body_idle_timeout_ms: Option<u64>,
-    response_idle_timeout_ms: Option<u64>,
-    drain_timeout_ms: Option<u64>,
-    worker_lease_ms: Option<u64>,
-    header_read_timeout_ms: Option<u64>,
-    lingering_bytes: Option<u64>,
-    lingering_time_ms: Option<u64>,
-}
-
-/// A byte count in the TOML file: a plain integer or a string with a unit.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ByteSize {
-    Bytes(u64),
-    Text(String),
-}
-
-impl ByteSize {
-    fn bytes(&self) -> anyhow::Result<u64> {
-        match self {
-            Self::Bytes(n) => Ok(*n),
-            Self::Text(text) => parse_bytes(text).map_err(anyhow::Error::msg),
-        }
-    }
-}
-
-/// `268435456`, `256MiB`, `256 MiB`, `1GiB`, `64KiB` or `512B`: binary units only,
-/// so `MB` is refused rather than silently read as MiB.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a byte count (e.g. 268435456 or 256MiB)"))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} does not fit in 64 bits"))
+    /// (bytes, or 256MiB) [default: 256MiB; 0 disables].
+    #[arg(long, env = "UR_LINGERING_BYTES")]
+    pub lingering_bytes: Option<Size>,
+    /// Longest time such a body is drained after an early answer (ms, or 30s) [default: 30s].
+    #[arg(long, env = "UR_LINGERING_TIME_MS")]
+    pub lingering_time_ms: Option<Millis>,
+    /// Log line format on stderr: text or json [default: text].
+    #[arg(long, value_enum, env = "UR_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Do not write the access log (one line per request, target `access`).
+    #[arg(long, env = "UR_NO_ACCESS_LOG")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_access_log: bool,
 }
 
 /// A built-in in-process worker.
@@ -211,6 +158,10 @@ pub struct Settings {
     pub drain_timeout_ms: u64,
     /// Remote worker claim lease.
     pub worker_lease_ms: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
     /// Request head deadline on every protocol.
     pub header_read_timeout_ms: u64,
     /// Bytes drained after an early answer.
@@ -220,127 +171,79 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Merges flags over the file (if any) over the defaults.
+    /// Lays flags and environment over the file (if any) over the defaults.
     pub fn resolve(cli: Cli) -> anyhow::Result<Self> {
-        let file = match &cli.config {
-            Some(path) => load(path)?,
-            None => FileConfig::default(),
-        };
+        let o: Cli = service_ops::config::layer(cli.config.as_deref(), &cli)?;
         let defaults = UploadResponseConfig::default();
         let web = web_service::ServerConfig::default();
+        let ms = |v: Option<Millis>, default: u64| v.map_or(default, Millis::as_millis);
         let service = UploadResponseConfig {
-            num_streams: cli
-                .num_streams
-                .or(file.num_streams)
-                .unwrap_or(defaults.num_streams),
-            slot_size_kb: cli
-                .slot_size_kb
-                .or(file.slot_size_kb)
-                .unwrap_or(defaults.slot_size_kb),
-            slots_per_stream: cli
-                .slots_per_stream
-                .or(file.slots_per_stream)
-                .unwrap_or(defaults.slots_per_stream),
-            memory_budget: match (cli.memory_budget, file.memory_budget) {
-                (Some(bytes), _) => bytes,
-                (None, Some(size)) => size.bytes().context("memory_budget in the config file")?,
-                (None, None) => defaults.memory_budget,
-            },
-            response_timeout_ms: cli
-                .response_timeout_ms
-                .or(file.response_timeout_ms)
-                .unwrap_or(defaults.response_timeout_ms),
-            claim_timeout_ms: cli
-                .claim_timeout_ms
-                .or(file.claim_timeout_ms)
-                .unwrap_or(defaults.claim_timeout_ms),
-            queue_timeout_ms: cli
-                .queue_timeout_ms
-                .or(file.queue_timeout_ms)
-                .unwrap_or(defaults.queue_timeout_ms),
-            max_body_bytes: cli
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(defaults.max_body_bytes),
-            max_streams_per_client: cli
+            num_streams: o.num_streams.unwrap_or(defaults.num_streams),
+            slot_size_kb: o.slot_size_kb.unwrap_or(defaults.slot_size_kb),
+            slots_per_stream: o.slots_per_stream.unwrap_or(defaults.slots_per_stream),
+            memory_budget: o.memory_budget.map_or(defaults.memory_budget, |s| s.0),
+            response_timeout_ms: ms(o.response_timeout_ms, defaults.response_timeout_ms),
+            claim_timeout_ms: ms(o.claim_timeout_ms, defaults.claim_timeout_ms),
+            queue_timeout_ms: ms(o.queue_timeout_ms, defaults.queue_timeout_ms),
+            max_body_bytes: o.max_body_bytes.map_or(defaults.max_body_bytes, |s| s.0),
+            max_streams_per_client: o
                 .max_streams_per_client
-                .or(file.max_streams_per_client)
                 .unwrap_or(defaults.max_streams_per_client),
-            body_idle_timeout_ms: cli
-                .body_idle_timeout_ms
-                .or(file.body_idle_timeout_ms)
-                .unwrap_or(defaults.body_idle_timeout_ms),
-            response_idle_timeout_ms: cli
-                .response_idle_timeout_ms
-                .or(file.response_idle_timeout_ms)
-                .unwrap_or(defaults.response_idle_timeout_ms),
+            body_idle_timeout_ms: ms(o.body_idle_timeout_ms, defaults.body_idle_timeout_ms),
+            response_idle_timeout_ms: ms(
+                o.response_idle_timeout_ms,
+                defaults.response_idle_timeout_ms,
+            ),
         };
         if service.max_streams_per_client == 0 {
             bail!("--max-streams-per-client must be at least 1");
         }
-        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+        let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
         };
         Ok(Self {
-            http: addr("http", cli.http.or(file.http), "127.0.0.1:8080")?,
-            https: addr("https", cli.https.or(file.https), "127.0.0.1:8443")?,
+            http: addr("http", o.http, "127.0.0.1:8080")?,
+            https: addr("https", o.https, "127.0.0.1:8443")?,
             tls,
-            data_dir: cli
+            data_dir: o
                 .data_dir
-                .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(".upload-response")),
-            worker_api: addr(
-                "worker-api",
-                cli.worker_api.or(file.worker_api),
-                "127.0.0.1:9090",
-            )?,
-            worker_token: cli
-                .worker_token
-                .or(file.worker_token)
-                .filter(|t| !t.is_empty()),
+            worker_api: addr("worker-api", o.worker_api, "127.0.0.1:9090")?,
+            worker_token: o.worker_token.filter(|t| !t.is_empty()),
             builtins: builtins(
-                cli.builtin_workers
-                    .or(file.builtin_workers)
+                o.builtin_workers
                     .as_deref()
                     .unwrap_or("echo,sha256,discard"),
             )?,
             service,
-            drain_timeout_ms: cli
-                .drain_timeout_ms
-                .or(file.drain_timeout_ms)
-                .unwrap_or(10_000),
-            worker_lease_ms: cli
-                .worker_lease_ms
-                .or(file.worker_lease_ms)
-                .unwrap_or(30_000)
+            drain_timeout_ms: ms(o.drain_timeout_ms, 10_000),
+            worker_lease_ms: ms(o.worker_lease_ms, 30_000).max(1),
+            log_format: o.log_format.unwrap_or_default(),
+            access_log: !o.no_access_log,
+            header_read_timeout_ms: ms(o.header_read_timeout_ms, millis(web.header_read_timeout))
                 .max(1),
-            header_read_timeout_ms: cli
-                .header_read_timeout_ms
-                .or(file.header_read_timeout_ms)
-                .unwrap_or_else(|| millis(web.header_read_timeout))
-                .max(1),
-            lingering_bytes: cli
-                .lingering_bytes
-                .or(file.lingering_bytes)
-                .unwrap_or(web.lingering_bytes),
-            lingering_time_ms: cli
-                .lingering_time_ms
-                .or(file.lingering_time_ms)
-                .unwrap_or_else(|| millis(web.lingering_time)),
+            lingering_bytes: o.lingering_bytes.map_or(web.lingering_bytes, |s| s.0),
+            lingering_time_ms: ms(o.lingering_time_ms, millis(web.lingering_time)),
         })
+    }
+
+    /// What `--check-config` adds to [`Settings::resolve`]: the stream options
+    /// are consistent and the TLS files load.
+    pub fn check(&self) -> anyhow::Result<()> {
+        upload_response::UploadResponseService::new(self.service.clone())
+            .context("invalid stream options (num_streams, slot_size_kb, slots_per_stream, ...)")?;
+        if let Some((cert, key)) = &self.tls {
+            web_service::TlsIdentity::from_pem_files(cert, key)
+                .context("tls_cert / tls_key cannot be used")?;
+        }
+        Ok(())
     }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn load(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
 fn addr(name: &str, given: Option<String>, default: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -444,13 +347,6 @@ mod tests {
 
     #[test]
     fn memory_budget_takes_integers_and_binary_units() {
-        assert_eq!(parse_bytes("268435456"), Ok(256 << 20));
-        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_bytes(" 1 GiB "), Ok(1 << 30));
-        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
-        assert!(parse_bytes("256MB").unwrap_err().contains("unknown unit"));
-        assert!(parse_bytes("MiB").is_err());
-        assert!(parse_bytes("99999999999GiB").is_err());
         let dir = tempfile::tempdir().unwrap();
         for (text, want) in [
             ("memory_budget = 1048576\n", 1 << 20),

@@ -42,51 +42,26 @@ fn spawn(dir: &std::path::Path, extra: &[&str]) -> Proc {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut http, mut https, mut worker_api, mut cert, mut token_file) =
-        (None, None, None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let field = |prefix: &str| {
-            line.strip_prefix(prefix)
-                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        };
-        let addr = |url: String| -> SocketAddr {
-            url.split("//")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('/')
-                .parse()
-                .unwrap()
-        };
-        if let Some(u) = field("http:") {
-            http = Some(addr(u))
-        }
-        if let Some(u) = field("https:") {
-            https = Some(addr(u))
-        }
-        if let Some(u) = field("worker api:") {
-            worker_api = Some(addr(u))
-        }
-        if let Some(p) = field("tls cert:") {
-            cert = Some(PathBuf::from(p))
-        }
-        if line.starts_with("worker token:") {
-            token_file = line
-                .split("stored in ")
-                .nth(1)
-                .map(|p| PathBuf::from(p.trim_end_matches(')')));
-            break;
-        }
-    }
+    // stdout carries one line, READY with the bound addresses; the rest is on stderr.
+    let ready = lines.next().expect("a READY line").unwrap();
+    let field = |key: &str| -> SocketAddr {
+        ready
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {ready:?}"))
+            .parse()
+            .unwrap()
+    };
+    let (http, https, worker_api) = (field("http="), field("https="), field("worker_api="));
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Proc {
         child,
-        http: http.expect("http line"),
-        https: https.expect("https line"),
-        worker_api: worker_api.expect("worker api line"),
-        cert: cert.expect("cert line"),
-        token_file: token_file.expect("token line"),
+        http,
+        https,
+        worker_api,
+        cert: dir.join("cert.pem"),
+        token_file: dir.join("worker-token"),
     }
 }
 

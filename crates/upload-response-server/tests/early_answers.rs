@@ -16,7 +16,7 @@ const LIMIT: u64 = 1024 * 1024;
 async fn curl_sees_413_past_max_body_bytes_on_every_tcp_protocol() {
     let server = TestServer::start(|cli| {
         cli.builtin_workers = Some("discard".into());
-        cli.max_body_bytes = Some(LIMIT);
+        cli.max_body_bytes = Some(LIMIT.into());
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -135,7 +135,7 @@ const STALL_MS: u64 = 8_000;
 async fn stall_server() -> TestServer {
     TestServer::start(|cli| {
         cli.builtin_workers = Some("sha256".into());
-        cli.body_idle_timeout_ms = Some(STALL_MS);
+        cli.body_idle_timeout_ms = Some(STALL_MS.into());
     })
     .await
 }
@@ -260,7 +260,7 @@ async fn wait_idle(server: &TestServer) {
 }
 
 async fn probe_server(body_idle_ms: u64) -> TestServer {
-    TestServer::start(|cli| cli.body_idle_timeout_ms = Some(body_idle_ms)).await
+    TestServer::start(|cli| cli.body_idle_timeout_ms = Some(body_idle_ms.into())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +455,7 @@ async fn http1_without_host_or_with_two_hosts_gets_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_silent_after_its_head_has_the_response_reset() {
-    let server = TestServer::start(|cli| cli.response_idle_timeout_ms = Some(300)).await;
+    let server = TestServer::start(|cli| cli.response_idle_timeout_ms = Some(300.into())).await;
     let worker = server
         .running
         .service
@@ -501,7 +501,7 @@ async fn a_worker_silent_after_its_head_has_the_response_reset() {
 async fn a_client_that_reads_nothing_has_its_response_aborted() {
     // A small window so the worker blocks soon; the bound is the timeout.
     let server = TestServer::start(|cli| {
-        cli.response_idle_timeout_ms = Some(300);
+        cli.response_idle_timeout_ms = Some(300.into());
         cli.slot_size_kb = Some(16);
         cli.slots_per_stream = Some(16);
     })

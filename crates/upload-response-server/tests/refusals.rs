@@ -13,7 +13,7 @@ async fn unclaimed_requests_get_503_or_close_4503() {
         https: Some("127.0.0.1:0".into()),
         worker_api: Some("none".into()),
         data_dir: Some(dir.path().to_path_buf()),
-        claim_timeout_ms: Some(100),
+        claim_timeout_ms: Some(100.into()),
         ..Cli::default()
     };
     let running = start(Settings::resolve(cli).unwrap()).await.unwrap();

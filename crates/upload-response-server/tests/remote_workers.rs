@@ -21,8 +21,8 @@ use common::{TOKEN, TestServer, pattern_digest};
 /// worker lease of `lease_ms`.
 async fn node(lease_ms: u64) -> TestServer {
     TestServer::start(|cli| {
-        cli.worker_lease_ms = Some(lease_ms);
-        cli.response_timeout_ms = Some(20_000);
+        cli.worker_lease_ms = Some(lease_ms.into());
+        cli.response_timeout_ms = Some(20_000.into());
         // Every test client is 127.0.0.1; up to 100 requests run at once per node.
         cli.max_streams_per_client = Some(128);
     })

@@ -407,7 +407,7 @@ async fn contract_over_h2c() {
 async fn a_claim_by_id_expires_like_any_claim() {
     let server = TestServer::start(|cli| {
         cli.https = Some("none".into());
-        cli.worker_lease_ms = Some(300);
+        cli.worker_lease_ms = Some(300.into());
     })
     .await;
     let running = &server.running;

@@ -12,6 +12,7 @@ use http::StatusCode;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 
+use crate::access_log::Meter;
 use crate::conn::Shared;
 use crate::metrics::RequestGuard;
 
@@ -29,6 +30,8 @@ pub struct Body {
     // Released when the response has been fully sent (or dropped): ends the request
     // in the metrics and the idle clock of its connection.
     guard: Option<RequestGuard>,
+    // Counts bytes for the access log (and, on a response, writes its line when dropped).
+    meter: Option<Meter>,
     // Request bodies from a peer: where to drain them if dropped unfinished.
     linger: Option<Arc<Shared>>,
 }
@@ -132,6 +135,11 @@ impl Body {
         self
     }
 
+    pub(crate) fn metered(mut self, meter: Option<Meter>) -> Self {
+        self.meter = meter;
+        self
+    }
+
     /// Caps this body at `limit` bytes: reading past it yields [`BodyError::TooLarge`].
     pub fn with_limit(mut self, limit: u64) -> Self {
         self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
@@ -162,6 +170,7 @@ impl Body {
             limit: None,
             received: 0,
             guard: None,
+            meter: None,
             linger: None,
         }
     }
@@ -232,6 +241,13 @@ impl HttpBody for Body {
         if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
             let len = data.map_or(0, Bytes::len) as u64;
             this.received = this.received.saturating_add(len);
+            if let Some(meter) = &this.meter {
+                meter.data(data.map_or(0, Bytes::len));
+                // hyper stops polling a body that says it has ended.
+                if this.is_end_stream() {
+                    meter.ended();
+                }
+            }
             if let Some(limit) = this.limit
                 && this.received > limit
             {
@@ -243,6 +259,9 @@ impl HttpBody for Body {
         if frame.is_none() {
             // The guard tracks the response: it ends when the last frame was taken.
             this.guard = None;
+            if let Some(meter) = this.meter.take() {
+                meter.ended();
+            }
         }
         Poll::Ready(frame)
     }

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub http3: Http3Config,
     /// Largest WebSocket message (and frame) a peer may send.
     pub max_websocket_message: usize,
+    /// Write one access log line per request: a `tracing` event with target `access`
+    /// (client, protocol, method, path, status, body bytes in and out, duration,
+    /// whether the response was sent whole), emitted when the response is done.
+    pub access_log: bool,
 }
 
 /// HTTP/2 flow-control windows and stream limits.
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             http2: Http2Config::default(),
             http3: Http3Config::default(),
             max_websocket_message: 16 * 1024 * 1024,
+            access_log: false,
         }
     }
 }

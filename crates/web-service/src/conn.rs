@@ -14,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use crate::access_log::{Exchange, Meter, ResponseLog};
 use crate::body::{Body, BoxError};
 use crate::config::ServerConfig;
 use crate::metrics::{ConnGuard, Metrics, Protocol, RequestGuard, SlotGuard};
@@ -250,10 +251,25 @@ pub(crate) async fn dispatch(
     shared: &Arc<Shared>,
     conn: &Arc<ConnState>,
     handler: Handler,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Response<Body> {
     let protocol = Protocol::of_version(req.version());
     let guard = RequestGuard::new(shared.metrics.clone(), protocol, conn.clone());
+    let exchange = shared
+        .config
+        .access_log
+        .then(|| Exchange::new(conn.info, protocol, &req));
+    let mut req = match &exchange {
+        Some(x) => req.map(|b| b.metered(Some(Meter::Request(x.clone())))),
+        None => req,
+    };
+    let finish = |resp: Response<Body>| {
+        let meter = exchange.map(|x| {
+            x.respond(&resp);
+            Meter::Response(ResponseLog(x))
+        });
+        resp.map(|b| b.with_guard(guard).metered(meter))
+    };
     if let Some(limit) = shared.config.max_body_bytes
         && declared_length(&req).is_some_and(|len| len > limit)
     {
@@ -262,7 +278,7 @@ pub(crate) async fn dispatch(
             .bodies_too_large
             .fetch_add(1, Ordering::Relaxed);
         let msg = format!("request body exceeds the limit of {limit} bytes\n");
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, msg).map(|b| b.with_guard(guard));
+        return finish(plain(StatusCode::PAYLOAD_TOO_LARGE, msg));
     }
     let ext = req.extensions_mut();
     ext.insert(conn.info);
@@ -285,7 +301,7 @@ pub(crate) async fn dispatch(
             .entry(ALT_SVC)
             .or_insert_with(|| alt_svc.clone());
     }
-    resp.map(|b| b.with_guard(guard))
+    finish(resp)
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {

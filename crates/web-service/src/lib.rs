@@ -109,6 +109,7 @@
 //! the body is reset as before: HTTP/2 `RST_STREAM` (`NO_ERROR` once the response is
 //! complete), HTTP/3 `STOP_SENDING`, HTTP/1.1 connection closed after the response.
 
+mod access_log;
 mod body;
 mod config;
 mod conn;
@@ -132,7 +133,7 @@ pub use metrics::{Metrics, Protocol, ProtocolStats, Transport};
 pub use server::{Listen, Server};
 pub use shutdown::{ShutdownHandle, ShutdownSignal, ctrl_c_or_sigterm};
 pub use static_files::StaticFiles;
-pub use tls::{SelfSigned, TlsError, TlsIdentity};
+pub use tls::{SelfSigned, TlsError, TlsIdentity, TlsReloader, reload_tls_on_sighup};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -166,8 +166,15 @@ impl Metrics {
             .sum()
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
+    /// Prometheus text exposition format (version 0.0.4), names starting `web_`.
     pub fn render_prometheus(&self) -> String {
+        self.render_prometheus_prefixed("")
+    }
+
+    /// [`Self::render_prometheus`] with every name prefixed by `prefix_` (a
+    /// product's page names all its series after the product).
+    pub fn render_prometheus_prefixed(&self, prefix: &str) -> String {
+        let sep = if prefix.is_empty() { "" } else { "_" };
         let mut out = String::new();
         let families: [Family; 4] = [
             (
@@ -196,11 +203,14 @@ impl Metrics {
             ),
         ];
         for (name, kind, get, help) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(
+                out,
+                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} {kind}"
+            );
             for p in Protocol::ALL {
                 let _ = writeln!(
                     out,
-                    "{name}{{protocol=\"{}\"}} {}",
+                    "{prefix}{sep}{name}{{protocol=\"{}\"}} {}",
                     p.as_str(),
                     get(&self.stats(p))
                 );
@@ -259,7 +269,7 @@ impl Metrics {
         for (name, help, value) in singles {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} counter\n{prefix}{sep}{name} {}",
                 value.load(Relaxed)
             );
         }

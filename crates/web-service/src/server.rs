@@ -17,7 +17,7 @@ use crate::config::ServerConfig;
 use crate::conn::{Handler, Shared};
 use crate::metrics::Metrics;
 use crate::shutdown::{Lifecycle, ShutdownHandle};
-use crate::tls::TlsIdentity;
+use crate::tls::{TlsIdentity, TlsReloader};
 use crate::{Error, h1h2, h3};
 
 /// What to listen on.
@@ -34,6 +34,7 @@ pub struct Server {
     shared: Arc<Shared>,
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor, quinn::Endpoint)>,
+    tls_reloader: Option<TlsReloader>,
 }
 
 impl Server {
@@ -43,12 +44,13 @@ impl Server {
             Some(addr) => Some(bind_tcp(addr).await?),
             None => None,
         };
-        let mut alt_svc = None;
+        let (mut alt_svc, mut tls_reloader) = (None, None);
         let https = match listen.https {
             Some((addr, identity)) => {
                 let (tcp, bound, quic) = bind_tcp_and_quic(addr, &identity, &config).await?;
                 alt_svc =
                     HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", bound.port())).ok();
+                tls_reloader = Some(identity.reloader()?);
                 Some((tcp, TlsAcceptor::from(identity.tcp_config()?), quic))
             }
             None => None,
@@ -65,7 +67,14 @@ impl Server {
             shared,
             http,
             https,
+            tls_reloader,
         })
+    }
+
+    /// Replaces the TLS listener's certificate (TCP and QUIC) without a
+    /// restart; `None` without a TLS listener.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls_reloader.clone()
     }
 
     /// Address of the cleartext listener.

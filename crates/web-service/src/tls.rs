@@ -2,10 +2,12 @@
 //! configurations for TLS over TCP and for QUIC.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::ServerConfig as RustlsConfig;
 use rustls::crypto::ring;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -47,6 +49,40 @@ pub enum TlsError {
 pub struct TlsIdentity {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    // What the listeners built from this identity present; made on first use,
+    // shared by the TCP and QUIC configurations (and by clones), replaced by
+    // [`TlsReloader::reload`].
+    slot: std::sync::OnceLock<Arc<CertSlot>>,
+}
+
+/// The certificate a TLS listener presents, swappable while it serves.
+#[derive(Debug)]
+struct CertSlot(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// Replaces the certificate of running TLS and QUIC listeners (e.g. on
+/// SIGHUP): handshakes after [`TlsReloader::reload`] see the new one,
+/// connections already open keep theirs and are not disturbed.
+#[derive(Debug, Clone)]
+pub struct TlsReloader(Arc<CertSlot>);
+
+impl TlsReloader {
+    /// Presents `identity` from the next handshake on.
+    pub fn reload(&self, identity: &TlsIdentity) -> Result<(), TlsError> {
+        let key = identity.certified_key()?;
+        *self.0.0.write().unwrap_or_else(PoisonError::into_inner) = key;
+        Ok(())
+    }
 }
 
 impl Clone for TlsIdentity {
@@ -54,6 +90,7 @@ impl Clone for TlsIdentity {
         Self {
             certs: self.certs.clone(),
             key: self.key.clone_key(),
+            slot: self.slot.clone(),
         }
     }
 }
@@ -85,7 +122,11 @@ impl TlsIdentity {
             return Err(TlsError::NoCertificate(cert.to_path_buf()));
         }
         let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
-        Ok(Self { certs, key })
+        Ok(Self {
+            certs,
+            key,
+            slot: std::sync::OnceLock::new(),
+        })
     }
 
     /// The certificate chain, leaf first (clients can trust the leaf of a self-signed one).
@@ -144,9 +185,33 @@ impl TlsIdentity {
         let mut cfg = RustlsConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_protocol_versions(versions)?
             .with_no_client_auth()
-            .with_single_cert(self.certs.clone(), self.key.clone_key())?;
+            .with_cert_resolver(self.slot()?);
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(cfg)
+    }
+
+    fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        // Checks that the key belongs to the certificate, as `with_single_cert` did.
+        let key = CertifiedKey::from_der(
+            self.certs.clone(),
+            self.key.clone_key(),
+            &ring::default_provider(),
+        )?;
+        Ok(Arc::new(key))
+    }
+
+    fn slot(&self) -> Result<Arc<CertSlot>, TlsError> {
+        if let Some(slot) = self.slot.get() {
+            return Ok(slot.clone());
+        }
+        let slot = Arc::new(CertSlot(RwLock::new(self.certified_key()?)));
+        Ok(self.slot.get_or_init(|| slot).clone())
+    }
+
+    /// The handle that replaces the certificate of the listeners built from
+    /// this identity (and its clones).
+    pub fn reloader(&self) -> Result<TlsReloader, TlsError> {
+        self.slot().map(TlsReloader)
     }
 
     /// rustls configuration for TLS over TCP: ALPN `h2` then `http/1.1`.
@@ -163,4 +228,41 @@ impl TlsIdentity {
         quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
             .map_err(|e| TlsError::Quic(e.to_string()))
     }
+}
+
+/// Handles SIGHUP for the life of the process: each one re-reads the PEM
+/// files of `tls` (reloader, certificate, key) and presents them from the next
+/// handshake on; connections stay up. A bad file keeps the current
+/// certificate (logged). Without `tls`, SIGHUP is logged and ignored instead
+/// of ending the process (its default action). Unix only; a no-op elsewhere.
+pub fn reload_tls_on_sighup(tls: Option<(TlsReloader, PathBuf, PathBuf)>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some((reloader, cert, key)) = &tls else {
+                    tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+                    continue;
+                };
+                match TlsIdentity::from_pem_files(cert, key).and_then(|id| reloader.reload(&id)) {
+                    Ok(()) => {
+                        tracing::info!(cert = %cert.display(), "SIGHUP: TLS certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: kept the current TLS certificate")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }

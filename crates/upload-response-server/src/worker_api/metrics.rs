@@ -81,22 +81,29 @@ impl ApiMetrics {
             .inc();
     }
 
-    /// The Prometheus text exposition (without the OpenMetrics `# EOF`, as it
-    /// is one part of a longer page).
+    /// `prometheus-client`'s OpenMetrics text (see [`page`]).
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        without_eof(out)
+        out
     }
 }
 
-/// `text` without a trailing `# EOF` line: the pages here are several
-/// registries' output concatenated, and an OpenMetrics reader stops at the
-/// first `# EOF`.
-pub(crate) fn without_eof(mut text: String) -> String {
-    if text.ends_with("# EOF\n") {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
+/// The worker listener's one `/metrics` page: the ingress, the worker API
+/// and the listeners' connection counters, all named `upload_response_*`,
+/// plus `upload_response_build_info`.
+pub(crate) fn page(
+    service: &upload_response::UploadResponseService,
+    api: &ApiMetrics,
+    web: &web_service::Metrics,
+) -> String {
+    let mut text = service_ops::openmetrics_to_prometheus(&service.render_metrics());
+    text.push_str(&service_ops::openmetrics_to_prometheus(&api.render()));
+    text.push_str(&web.render_prometheus_prefixed("upload_response"));
+    text.push_str(&service_ops::build_info(
+        "upload_response",
+        env!("CARGO_PKG_VERSION"),
+    ));
     text
 }

@@ -57,7 +57,7 @@ pub(crate) fn router(
         service: service.clone(),
         claims: Claims::new(lease, api_metrics.clone()),
         token: token.as_bytes().into(),
-        stop,
+        stop: stop.clone(),
         metrics: api_metrics.clone(),
     };
     let v1 = axum::Router::new()
@@ -83,20 +83,34 @@ pub(crate) fn router(
         let service = service.clone();
         let (web, api_metrics) = (web.clone(), api_metrics.clone());
         async move {
-            let mut text = metrics::without_eof(service.render_metrics());
-            text.push_str(&api_metrics.render());
-            text.push_str(&web.render_prometheus());
+            let text = metrics::page(&service, &api_metrics, &web);
             (
                 StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
+                [(header::CONTENT_TYPE, service_ops::PROMETHEUS_CONTENT_TYPE)],
                 text,
             )
         }
     });
+    let probe = |path: &'static str| {
+        let stop = stop.clone();
+        get(move || {
+            let stop = stop.clone();
+            async move {
+                // `path` is one of the two probe paths routed here.
+                let probe = service_ops::probe(path, stop.is_cancelled())
+                    .unwrap_or(service_ops::Probe::Alive);
+                (
+                    probe.status(),
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    probe.body(),
+                )
+            }
+        })
+    };
+    // Probes and metrics sit outside the token: scrapers and kubelets have none.
     v1.route("/metrics", metrics)
+        .route("/healthz", probe("/healthz"))
+        .route("/readyz", probe("/readyz"))
 }
 
 /// Counts each call by its route template and answer status.
