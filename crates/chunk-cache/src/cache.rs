@@ -236,7 +236,7 @@ impl ChunkCache {
             let mut readers = lock(&entry.readers);
             let cursor = Arc::new(Cursor {
                 id: reader_id,
-                next: AtomicU64::new(entry.first_readable()),
+                next: AtomicU64::new(entry.first_readable(&readers)),
             });
             readers.push(cursor.clone());
             entry.note_reader_registered();

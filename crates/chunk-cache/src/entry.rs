@@ -183,12 +183,23 @@ impl Entry {
 
     /// Where a newly registered reader starts: slot 1 while every body slot
     /// is still held, else the oldest held one. `last + 1` because the
-    /// writer may be overwriting one more position right now. Caller holds
-    /// `readers`, which the early free also takes, so the two agree.
-    pub(crate) fn first_readable(&self) -> u64 {
+    /// writer may be overwriting one more position right now, unless a
+    /// registered reader (`registered`: their cursors) still holds an older
+    /// slot: the writer frees and overwrites nothing a registered reader has
+    /// not consumed, so everything from the smallest cursor on is retained.
+    /// Without that, a worker claiming a stream whose window filled while it
+    /// waited (the ingress's hold at slot 1) started at slot 3 and silently
+    /// missed slot 2. Caller holds `readers`, which the early free also
+    /// takes, so the two agree.
+    pub(crate) fn first_readable(&self, registered: &[Arc<Cursor>]) -> u64 {
         let (_, _, last) = unpack(self.head.load(Ordering::Acquire));
-        match self.oldest_retained(last + 1) {
-            2 => 1,
+        let held = registered
+            .iter()
+            .map(|c| c.next.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX);
+        match self.oldest_retained(last + 1).min(held) {
+            ..=2 => 1,
             oldest => oldest,
         }
     }

@@ -240,3 +240,34 @@ async fn waiting_unclaimed_streams_never_starve_claimed_ones() {
         drop(hold);
     }
 }
+
+/// Regression: a reader registering while a hold kept a full window (a worker
+/// claiming an upload that filled its window while it waited) started at the
+/// oldest position `last + 1` would leave, slot 3, and silently missed slot 2.
+#[tokio::test]
+async fn a_reader_registered_on_a_full_window_held_by_a_hold_starts_at_slot_1() {
+    let (_budget, cache) = shared(1024, Admission::unlimited());
+    let mut w = cache.try_open().unwrap();
+    w.add(1, Bytes::from_static(b"head")).await.unwrap();
+    let hold = cache.register_hold(w.id()).unwrap();
+    // Ring of 15 body/end positions: fill every one, then the writer must wait.
+    let mut written = 0u8;
+    loop {
+        let mut buf = w.buffer();
+        buf.resize(SLOT, written);
+        match w.try_append(buf.freeze()) {
+            Ok(_) => written += 1,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(written, 15, "the premise: the window is full");
+    let mut reader = cache.register_reader(w.id()).unwrap();
+    assert_eq!(reader.position(), 1);
+    drop(hold);
+    assert_eq!(reader.next().await.unwrap().kind, SlotKind::Headers);
+    for byte in 0..written {
+        let slot = reader.next().await.unwrap();
+        assert_eq!(slot.kind, SlotKind::Body);
+        assert!(slot.bytes.iter().all(|b| *b == byte), "slot of byte {byte}");
+    }
+}

@@ -247,6 +247,17 @@ impl UploadResponseService {
             writer
         };
         match self.inner.requests.register_reader(entry.id) {
+            // A job must read the body from its first byte; while the hold
+            // lives this cannot happen, and a body with a hole is never handed out.
+            Ok(reader) if reader.position() > 2 => {
+                let mut slot = lock(&entry.response);
+                slot.owner = None;
+                slot.closed = true;
+                drop(slot);
+                let mut writer = writer;
+                writer.abort(AbortReason::WorkerGone);
+                None
+            }
             Ok(reader) => {
                 lock(&entry.hold).take();
                 Some(Job::new(
@@ -279,10 +290,14 @@ impl UploadResponseService {
     /// another worker if all of it is still retained, else fail it (502).
     pub(crate) fn give_back(&self, entry: &Arc<Entry>, writer: StreamWriter, reoffer: bool) {
         // Park a hold first, so nothing still retained is recycled before the next claim.
+        // The hold starts at the oldest slot still retained: at slot 1 exactly when
+        // the whole body from slot 2 on can still be read by the next claimer.
+        let mut whole = false;
         if let Ok(hold) = self.inner.requests.register_hold(entry.id) {
+            whole = hold.position() <= 2;
             *lock(&entry.hold) = Some(hold);
         }
-        let intact = self.inner.requests.oldest_retained(entry.id) == Ok(2)
+        let intact = whole
             && !matches!(
                 self.inner.requests.status(entry.id),
                 Ok(StreamStatus::Aborted { .. }) | Err(_)
