@@ -343,6 +343,30 @@ fn cell(value: &Result<f64, String>) -> String {
 struct UploadRow {
     proto: &'static str,
     cells: Vec<(&'static str, Result<f64, String>)>,
+    /// Peak RSS growth of each sink process during its uploads, MiB.
+    growth: Vec<(&'static str, Option<f64>)>,
+}
+
+/// A `/proc/PID/status` field in KiB (Linux).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Peak RSS growth of `pid` while `run` runs, in MiB: the peak (VmHWM) is
+/// reset to the current RSS first (`clear_refs` mode 5), so each protocol's
+/// uploads are measured on their own. `None` where Linux does not offer it.
+fn peak_growth<T>(pid: u32, run: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let reset = fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let before = status_kib(pid, "VmRSS:");
+    let out = run();
+    let peak = status_kib(pid, "VmHWM:");
+    let growth = match (reset, before, peak) {
+        (true, Some(b), Some(p)) => Some(p.saturating_sub(b) as f64 / 1024.0),
+        _ => None,
+    };
+    (out, growth)
 }
 
 struct RateRow {
@@ -412,21 +436,29 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
     // both columns alike.
     let mut uploads = Vec::new();
     for (proto, _) in SEED {
-        let mut cells = Vec::new();
+        let (mut cells, mut growth) = (Vec::new(), Vec::new());
         for sink in &sinks {
             let mut args = sink.args("upload", proto, "/discard");
             args.extend(
                 ["--bytes", &bytes, "--repeat", &options.repeat.to_string()].map(String::from),
             );
-            let outcome = loadgen(&loadgen_bin, &args).and_then(|json| {
-                field(&json, "best_mib_s").ok_or_else(|| format!("unreadable upload line {json}"))
+            let (outcome, grew) = peak_growth(sink.child.id(), || {
+                loadgen(&loadgen_bin, &args).and_then(|json| {
+                    field(&json, "best_mib_s")
+                        .ok_or_else(|| format!("unreadable upload line {json}"))
+                })
             });
             if let Err(e) = &outcome {
                 eprintln!("xtask: {} {proto}: {e}", sink.name);
             }
             cells.push((sink.name, outcome));
+            growth.push((sink.name, grew));
         }
-        uploads.push(UploadRow { proto, cells });
+        uploads.push(UploadRow {
+            proto,
+            cells,
+            growth,
+        });
     }
     let after = baseline("after")?;
 
@@ -498,13 +530,25 @@ fn render(
     );
     let _ = writeln!(
         md,
-        "\n| protocol | {} MiB/s | bare sink MiB/s | ratio | bare / TLS baseline | seed MB/s |",
-        subject.name
+        "\n| protocol | {} MiB/s | bare sink MiB/s | ratio | bare / TLS baseline | seed MB/s | {} peak RSS growth MiB | bare peak RSS growth MiB |",
+        subject.name, subject.name
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
     let tls_ceiling = before.1.max(after.1);
     let mut failures = Vec::new();
-    for UploadRow { proto, cells } in uploads {
+    for UploadRow {
+        proto,
+        cells,
+        growth,
+    } in uploads
+    {
+        let grew = |name: &str| {
+            growth
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, g)| *g)
+                .map_or("n/a".into(), |g| format!("{g:.0}"))
+        };
         let find = |name: &str| cells.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
         let bench = find(subject.name);
         let bare = find("bare");
@@ -522,10 +566,12 @@ fn render(
             .map_or(0.0, |(_, s)| *s);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {ratio} | {share} | {seed:.0} |",
+            "| {} | {} | {} | {ratio} | {share} | {seed:.0} | {} | {} |",
             label(proto),
             bench.map_or("n/a".into(), cell),
             bare.map_or("n/a".into(), cell),
+            grew(subject.name),
+            grew("bare"),
         );
         for (sink, outcome) in cells {
             if let Err(e) = outcome {
