@@ -229,11 +229,14 @@ impl Metrics {
             ),
         ];
         for (name, get, help) in slot_families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(
+                out,
+                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} gauge"
+            );
             for t in Transport::ALL {
                 let _ = writeln!(
                     out,
-                    "{name}{{transport=\"{}\"}} {}",
+                    "{prefix}{sep}{name}{{transport=\"{}\"}} {}",
                     t.as_str(),
                     get(self, t)
                 );
