@@ -9,17 +9,15 @@ use chunk_cache::{ReadError, SlotKind, StreamId, StreamReader};
 use tokio::task::JoinHandle;
 use web_service::Body;
 
-use crate::fill::{self, OpenError, Source, Want, abort_status};
-use crate::meta::ObjectMeta;
+use crate::fill::{self, OpenError, Source, abort_status};
 use crate::proxy::Shared;
 
 /// Produces bytes `[pos, end)` of an object.
 pub(crate) struct RangeBody {
     shared: Arc<Shared>,
-    want: Arc<Want>,
-    /// The object being served: every source must be this version.
-    meta: Arc<ObjectMeta>,
+    key: String,
     slice_size: u64,
+    total: u64,
     pos: u64,
     end: u64,
     may_fetch: bool,
@@ -37,22 +35,21 @@ fn broken(what: impl std::fmt::Display) -> io::Error {
 }
 
 impl RangeBody {
-    /// Bytes `[start, end)` of `meta`'s object, fetched as `want` asks when
-    /// missing; `first` is a source already opened (the fill whose head decided
-    /// the response).
+    /// Bytes `[start, end)` of `key`; `first` is a source already opened (the fill
+    /// whose head decided the response).
     pub fn new(
         shared: Arc<Shared>,
-        want: Arc<Want>,
-        meta: Arc<ObjectMeta>,
+        key: String,
+        (slice_size, total): (u64, u64),
         (start, end): (u64, u64),
         may_fetch: bool,
         first: Option<Source>,
     ) -> Self {
         Self {
             shared,
-            want,
-            slice_size: meta.slice_size,
-            meta,
+            key,
+            slice_size,
+            total,
             pos: start,
             end,
             may_fetch,
@@ -77,9 +74,9 @@ impl RangeBody {
         self.prefetched = Some(index);
         // Stored pieces too: one on disk is read (and checked) while this one is
         // being sent; one in memory costs a task and nothing else.
-        let (shared, want) = (self.shared.clone(), self.want.clone());
+        let (shared, key) = (self.shared.clone(), self.key.clone());
         let may_fetch = self.may_fetch;
-        let open = async move { fill::open(&shared, &want, index, may_fetch, None).await };
+        let open = async move { fill::open(&shared, &key, index, may_fetch, None).await };
         self.ahead = Some((index, tokio::spawn(open)));
     }
 
@@ -96,7 +93,7 @@ impl RangeBody {
                 Err(e) => Err(broken(format!("prefetch of slice {index} failed: {e}"))),
             };
         }
-        fill::open(&self.shared, &self.want, index, self.may_fetch, avoid)
+        fill::open(&self.shared, &self.key, index, self.may_fetch, avoid)
             .await
             .map_err(broken)
     }
@@ -162,7 +159,7 @@ impl RangeBody {
                     }
                     return Some(Ok(out));
                 }
-                Source::Tail { head, .. } if head.relay || !head.meta.same_object(&self.meta) => {
+                Source::Tail { head, .. } if head.relay || head.meta.total != Some(self.total) => {
                     // The origin's answer no longer matches the object being served.
                     return Some(Err(broken("origin object changed during the response")));
                 }
@@ -172,9 +169,7 @@ impl RangeBody {
                     // would ask again forever.
                     return Some(Err(broken("origin answered a different range")));
                 }
-                Source::Tail {
-                    reader, head, next, ..
-                } => {
+                Source::Tail { reader, head, next } => {
                     if head.body_end.is_some_and(|e| self.pos >= e) {
                         // Ends before the wanted bytes (the first slice fetched for a
                         // suffix range): the next slice comes from elsewhere.

@@ -43,7 +43,6 @@ fn meta(i: usize) -> ObjectMeta {
         fresh_until: u64::MAX / 2,
         cacheable: true,
         stored_at: 1,
-        vary: Vec::new(),
     }
 }
 
