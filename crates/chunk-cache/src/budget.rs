@@ -38,6 +38,13 @@ impl Admission {
 struct Accounts {
     used: u64,
     pool: Vec<BytesMut>,
+    /// Buffers [`MemoryBudget::buffer`] allocated that may still come back:
+    /// the pool never holds more than that, so bytes a writer brought from
+    /// elsewhere (a proxy's origin frames) are freed, not hoarded. Before this
+    /// bound the pool kept every unique freed slot up to the limit, and a
+    /// cache built with [`ChunkCache::new`](crate::ChunkCache::new) (limit =
+    /// its whole ring size) grew by a fraction of everything streamed.
+    issued: usize,
 }
 
 /// A process-wide byte limit for slot data, shared (as an `Arc`) by caches.
@@ -61,6 +68,7 @@ impl MemoryBudget {
             accounts: Mutex::new(Accounts {
                 used: 0,
                 pool: Vec::new(),
+                issued: 0,
             }),
             used: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
@@ -96,10 +104,14 @@ impl MemoryBudget {
     /// An empty buffer of `buffer_size` capacity: from the pool, or newly
     /// allocated. It is charged only when written as a slot.
     pub fn buffer(&self) -> BytesMut {
-        lock(&self.accounts)
-            .pool
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(self.buffer_size))
+        let mut acc = lock(&self.accounts);
+        match acc.pool.pop() {
+            Some(buf) => buf,
+            None => {
+                acc.issued += 1;
+                BytesMut::with_capacity(self.buffer_size)
+            }
+        }
     }
 
     /// Charges `bytes` if `fits` agrees under the budget's lock (the caller's
@@ -115,6 +127,7 @@ impl MemoryBudget {
         let room = self.limit - acc.used;
         while (acc.pool.len() * self.buffer_size) as u64 > room {
             acc.pool.pop();
+            acc.issued = acc.issued.saturating_sub(1);
         }
         self.used.store(acc.used, Ordering::Relaxed);
         true
@@ -150,14 +163,16 @@ impl MemoryBudget {
         let Ok(mut buf) = bytes.try_into_mut() else {
             return;
         };
-        if buf.capacity() < self.buffer_size {
+        if buf.capacity() != self.buffer_size {
             return;
         }
         buf.clear();
         let mut acc = lock(&self.accounts);
         let pooled = ((acc.pool.len() + 1) * self.buffer_size) as u64;
-        if acc.used.saturating_add(pooled) <= self.limit {
+        if acc.pool.len() < acc.issued && acc.used.saturating_add(pooled) <= self.limit {
             acc.pool.push(buf);
+        } else {
+            acc.issued = acc.issued.saturating_sub(1);
         }
     }
 

@@ -212,6 +212,14 @@ pub(crate) async fn open(
                 match state {
                     FillState::Streaming(id) if Some(id) != avoid => {
                         match shared.fills.streams.register_reader(id) {
+                            // A late reader starts at the oldest slot still held
+                            // (chunk-cache never blocks the writer on a slot it
+                            // already freed); a tail must start at the head, so a
+                            // wrapped fill is waited for and its pieces read instead.
+                            Ok(reader) if reader.position() > 1 => {
+                                avoid = Some(id);
+                                continue;
+                            }
                             Ok(reader) => reader,
                             Err(_) => continue, // released: finished, pieces stored
                         }
