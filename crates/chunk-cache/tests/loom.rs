@@ -136,7 +136,7 @@ fn reused_ring_is_stale_for_old_ids() {
 #[test]
 fn last_charge_goes_to_one_writer() {
     model(|| {
-        let budget = std::sync::Arc::new(MemoryBudget::new(8, 8));
+        let budget = loom::sync::Arc::new(MemoryBudget::new(8, 8));
         let cache = ChunkCache::with_budget(
             CacheConfig::new(2, 8, 4),
             budget.clone(),
