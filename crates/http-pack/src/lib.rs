@@ -18,6 +18,8 @@
 //! * [`AwsChunkedDecoder`]: the `aws-chunked` content coding of S3 streaming
 //!   uploads (`docs/s3.md`), which the ingress decodes before the body
 //!   reaches its slots.
+//! * [`hop_by_hop`]: which header fields describe one connection (RFC 9110
+//!   §7.6.1), the definition every crate that forwards messages shares.
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
@@ -71,6 +73,7 @@ mod encode;
 mod error;
 mod frame;
 mod head;
+pub mod hop_by_hop;
 mod http1;
 mod limits;
 mod parse;

@@ -9,15 +9,17 @@ use chunk_cache::{ReadError, SlotKind, StreamId, StreamReader};
 use tokio::task::JoinHandle;
 use web_service::Body;
 
-use crate::fill::{self, OpenError, Source, abort_status};
+use crate::fill::{self, OpenError, Source, Want, abort_status};
+use crate::meta::ObjectMeta;
 use crate::proxy::Shared;
 
 /// Produces bytes `[pos, end)` of an object.
 pub(crate) struct RangeBody {
     shared: Arc<Shared>,
-    key: String,
+    want: Arc<Want>,
+    /// The object being served: every source must be this version.
+    meta: Arc<ObjectMeta>,
     slice_size: u64,
-    total: u64,
     pos: u64,
     end: u64,
     may_fetch: bool,
@@ -35,21 +37,22 @@ fn broken(what: impl std::fmt::Display) -> io::Error {
 }
 
 impl RangeBody {
-    /// Bytes `[start, end)` of `key`; `first` is a source already opened (the fill
-    /// whose head decided the response).
+    /// Bytes `[start, end)` of `meta`'s object, fetched as `want` asks when
+    /// missing; `first` is a source already opened (the fill whose head decided
+    /// the response).
     pub fn new(
         shared: Arc<Shared>,
-        key: String,
-        (slice_size, total): (u64, u64),
+        want: Arc<Want>,
+        meta: Arc<ObjectMeta>,
         (start, end): (u64, u64),
         may_fetch: bool,
         first: Option<Source>,
     ) -> Self {
         Self {
             shared,
-            key,
-            slice_size,
-            total,
+            want,
+            slice_size: meta.slice_size,
+            meta,
             pos: start,
             end,
             may_fetch,
@@ -74,9 +77,9 @@ impl RangeBody {
         self.prefetched = Some(index);
         // Stored pieces too: one on disk is read (and checked) while this one is
         // being sent; one in memory costs a task and nothing else.
-        let (shared, key) = (self.shared.clone(), self.key.clone());
+        let (shared, want) = (self.shared.clone(), self.want.clone());
         let may_fetch = self.may_fetch;
-        let open = async move { fill::open(&shared, &key, index, may_fetch, None).await };
+        let open = async move { fill::open(&shared, &want, index, may_fetch, None).await };
         self.ahead = Some((index, tokio::spawn(open)));
     }
 
@@ -93,7 +96,7 @@ impl RangeBody {
                 Err(e) => Err(broken(format!("prefetch of slice {index} failed: {e}"))),
             };
         }
-        fill::open(&self.shared, &self.key, index, self.may_fetch, avoid)
+        fill::open(&self.shared, &self.want, index, self.may_fetch, avoid)
             .await
             .map_err(broken)
     }
@@ -159,7 +162,7 @@ impl RangeBody {
                     }
                     return Some(Ok(out));
                 }
-                Source::Tail { head, .. } if head.relay || head.meta.total != Some(self.total) => {
+                Source::Tail { head, .. } if head.relay || !head.meta.same_object(&self.meta) => {
                     // The origin's answer no longer matches the object being served.
                     return Some(Err(broken("origin object changed during the response")));
                 }
@@ -169,7 +172,9 @@ impl RangeBody {
                     // would ask again forever.
                     return Some(Err(broken("origin answered a different range")));
                 }
-                Source::Tail { reader, head, next } => {
+                Source::Tail {
+                    reader, head, next, ..
+                } => {
                     if head.body_end.is_some_and(|e| self.pos >= e) {
                         // Ends before the wanted bytes (the first slice fetched for a
                         // suffix range): the next slice comes from elsewhere.

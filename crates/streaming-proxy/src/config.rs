@@ -58,9 +58,15 @@ pub struct ProxyConfig {
     /// Byte budget of the disk (L2) cache; `0` disables L2.
     #[serde(deserialize_with = "service_ops::config::size")]
     pub l2_bytes: u64,
-    /// Freshness lifetime of answers without `max-age`/`s-maxage`/`Expires`.
+    /// Upper bound of the heuristic freshness lifetime (RFC 9111 §4.2.2) of answers
+    /// with `Last-Modified` but without `max-age`/`s-maxage`/`Expires` (a tenth of
+    /// their age since `Last-Modified`, at most this).
     #[serde(deserialize_with = "service_ops::config::secs")]
     pub default_ttl_secs: u64,
+    /// Send the client's `Host` to the origin (else the upstream's).
+    pub preserve_host: bool,
+    /// Store answers with `Set-Cookie`, without that header (else not stored).
+    pub store_set_cookie: bool,
     /// Objects are fetched and stored in slices of this many bytes.
     #[serde(deserialize_with = "service_ops::config::size")]
     pub slice_size: u64,
@@ -68,9 +74,21 @@ pub struct ProxyConfig {
     pub mode: Mode,
     /// Where `/metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
-    /// Time allowed for the origin to connect and answer with a head (`504` beyond).
+    /// Time allowed for the origin to answer with a head, connection included
+    /// (`504` beyond).
     #[serde(deserialize_with = "service_ops::config::secs")]
     pub upstream_timeout_secs: u64,
+    /// Time allowed for a TCP connection to the origin (`502` beyond).
+    #[serde(deserialize_with = "service_ops::config::secs")]
+    pub upstream_connect_timeout_secs: u64,
+    /// An origin body that sends no byte for this long ends its fill (and every
+    /// reader's body) with an error; pass-through bodies end the same way.
+    #[serde(deserialize_with = "service_ops::config::secs")]
+    pub upstream_body_idle_secs: u64,
+    /// A client that takes no byte of its response for this long loses it: the
+    /// body ends with an error and the client's hold on fills is released.
+    #[serde(deserialize_with = "service_ops::config::secs")]
+    pub client_write_idle_secs: u64,
     /// Fills (origin fetches) in progress at once; beyond it, a miss waits for one to
     /// end (up to `upstream_timeout_secs`, then `503`).
     pub max_fills: usize,
@@ -96,10 +114,15 @@ impl Default for ProxyConfig {
             l1_bytes: 256 * 1024 * 1024,
             l2_bytes: 10 * 1024 * 1024 * 1024,
             default_ttl_secs: 3600,
+            preserve_host: false,
+            store_set_cookie: false,
             slice_size: 1024 * 1024,
             mode: Mode::Normal,
             metrics: None,
             upstream_timeout_secs: 30,
+            upstream_connect_timeout_secs: 10,
+            upstream_body_idle_secs: 30,
+            client_write_idle_secs: 60,
             max_fills: 256,
             purge_allow: vec![
                 IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
@@ -208,6 +231,19 @@ impl ProxyConfig {
         if self.max_key_bytes == 0 {
             return Err(ConfigError::Invalid("max_key_bytes must be > 0".into()));
         }
+        for (name, secs) in [
+            ("upstream_timeout_secs", self.upstream_timeout_secs),
+            (
+                "upstream_connect_timeout_secs",
+                self.upstream_connect_timeout_secs,
+            ),
+            ("upstream_body_idle_secs", self.upstream_body_idle_secs),
+            ("client_write_idle_secs", self.client_write_idle_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be > 0")));
+            }
+        }
         if self.max_fills == 0 {
             return Err(ConfigError::Invalid("max_fills must be > 0".into()));
         }
@@ -251,6 +287,8 @@ mod tests {
         assert!(bad(|c| c.slice_size = MAX_SLICE + 1));
         assert!(bad(|c| c.max_fills = 0));
         assert!(bad(|c| c.max_key_bytes = 0));
+        assert!(bad(|c| c.upstream_body_idle_secs = 0));
+        assert!(bad(|c| c.client_write_idle_secs = 0));
         assert!(bad(|c| c.listen_tls = Some(c.listen)));
         assert!(bad(|c| {
             c.listen_tls = Some(c.listen);

@@ -8,8 +8,10 @@
 //! that fails aborts its stream: readers see `ReadError::Aborted`, never a clean end
 //! (pingora issue 932), and the table entry is removed so the next miss tries again.
 //!
-//! Stream layout: slot 1 holds a [`StreamHead`] (TOML), then raw body bytes, then
-//! the end marker. Rings are sized to hold a whole slice in typical chunk sizes so a
+//! Stream layout: slot 1 is an empty headers slot, then raw body bytes, then the
+//! end marker. The fill's [`StreamHead`] is not in the stream: it is a typed value
+//! in the fill's state, published before slot 1 is written, so a reader that has
+//! read slot 1 finds it there. Rings are sized to hold a whole slice in typical chunk sizes so a
 //! late joiner of a slice fill can always read from its first byte; if the ring did
 //! wrap (tiny chunks, or a whole-object fill) the joiner waits for the fill to finish
 //! and reads the stored pieces instead.
@@ -24,11 +26,11 @@ use chunk_cache::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::lock;
-use crate::meta::{self, FOREVER, ObjectMeta};
+use crate::meta::{self, ObjectMeta};
+use crate::policy::{self, Directives};
 use crate::proxy::Shared;
 use crate::upstream::UpstreamError;
 
@@ -37,8 +39,8 @@ pub(crate) const SLOT_SIZE: usize = 64 * 1024;
 /// Abort code a fill uses when the origin failed (as opposed to timed out).
 const ORIGIN_FAILED: u16 = 502;
 
-/// Slot 1 of a fill's stream: what the origin answered and which bytes follow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the origin answered a fill and which bytes its stream holds.
+#[derive(Debug, Clone)]
 pub(crate) struct StreamHead {
     /// Object offset of the first body byte in the stream.
     pub body_offset: u64,
@@ -48,14 +50,36 @@ pub(crate) struct StreamHead {
     pub relay: bool,
     /// The origin's head as object metadata (`cacheable` says whether it is stored).
     pub meta: ObjectMeta,
+    /// Fields of the answer that are not stored (`Set-Cookie` with
+    /// `store_set_cookie`): sent to the client that started the fill only.
+    pub owner_headers: Vec<(String, String)>,
 }
 
-/// Progress of a fill as seen through the table.
+/// What a fill asks the origin for, taken from the client that started it.
+#[derive(Debug)]
+pub(crate) struct Want {
+    /// Request path and query.
+    pub path: String,
+    /// The client's forwarded headers, prepared for fills ([`crate::forward::for_fill`]).
+    pub headers: HeaderMap,
+    /// The client's `Cache-Control` (its `no-store` forbids storing the answer).
+    pub directives: Directives,
+}
+
+/// Where a fill is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FillState {
+enum Phase {
     Streaming(StreamId),
     Done,
     Failed(StatusCode),
+}
+
+/// A fill's state, owned by the fill and seen by its readers through the table.
+#[derive(Debug, Clone)]
+struct FillState {
+    phase: Phase,
+    /// The origin's answer head, once it arrived (kept after the fill ends).
+    head: Option<Arc<StreamHead>>,
 }
 
 // One `Arc` of the key per fill, shared by all its entries (a whole-object fill has
@@ -79,6 +103,8 @@ pub(crate) enum Source {
         head: Box<StreamHead>,
         /// Object offset of the next body byte the reader returns.
         next: u64,
+        /// This request started the fill (its headers went to the origin).
+        started: bool,
     },
 }
 
@@ -137,18 +163,20 @@ impl Fills {
 /// wrapped): the caller then waits for that fill to end and uses the stored pieces.
 pub(crate) async fn open(
     shared: &Arc<Shared>,
-    key: &str,
+    want: &Arc<Want>,
     index: u64,
     may_fetch: bool,
     mut avoid: Option<StreamId>,
 ) -> Result<Source, OpenError> {
-    let shared_key: Arc<str> = Arc::from(key);
     // A stream obtained by waiting for one to be freed, used on the next turn.
     let mut spare: Option<StreamWriter> = None;
     // Each turn either returns or sees a fill end; a few turns cover the races
     // (fill finishing between the checks, piece evicted right after being stored,
     // waiting for a free stream).
     'turns: for _ in 0..8 {
+        // Again each turn: a fill may have just learnt that the object varies.
+        let key = &shared.key_for(&want.path, &want.headers);
+        let shared_key: Arc<str> = Arc::from(key.as_str());
         if let Some(meta) = shared.cache.meta(key)
             && let Some(bytes) = shared.cache.get_piece(key, index).await
         {
@@ -179,10 +207,14 @@ pub(crate) async fn open(
                         .streams
                         .register_reader(id)
                         .map_err(|_| OpenError::Busy)?;
-                    let (tx, rx) = watch::channel(FillState::Streaming(id));
+                    let (tx, rx) = watch::channel(FillState {
+                        phase: Phase::Streaming(id),
+                        head: None,
+                    });
                     table.insert((shared_key.clone(), index), rx.clone());
                     let fill = Fill {
                         shared: shared.clone(),
+                        want: want.clone(),
                         key: shared_key.clone(),
                         index,
                         writer,
@@ -205,12 +237,13 @@ pub(crate) async fn open(
             spare = Some(writer);
             continue;
         };
+        let reader_is_new = reader.is_some();
         let reader = match reader {
             Some(reader) => reader,
             None => {
-                let state = *rx.borrow_and_update();
-                match state {
-                    FillState::Streaming(id) if Some(id) != avoid => {
+                let phase = rx.borrow_and_update().phase;
+                match phase {
+                    Phase::Streaming(id) if Some(id) != avoid => {
                         match shared.fills.streams.register_reader(id) {
                             // A late reader starts at the oldest slot still held
                             // (chunk-cache never blocks the writer on a slot it
@@ -224,42 +257,72 @@ pub(crate) async fn open(
                             Err(_) => continue, // released: finished, pieces stored
                         }
                     }
-                    FillState::Streaming(_) => {
+                    Phase::Streaming(_) => {
                         // Wait for the fill we could not tail to finish.
-                        let _ = rx.wait_for(|s| !matches!(s, FillState::Streaming(_))).await;
+                        let _ = rx
+                            .wait_for(|s| !matches!(s.phase, Phase::Streaming(_)))
+                            .await;
                         avoid = None;
                         continue;
                     }
-                    FillState::Done => continue,
-                    FillState::Failed(status) => return Err(OpenError::Origin(status)),
+                    Phase::Done => continue,
+                    Phase::Failed(status) => return Err(OpenError::Origin(status)),
                 }
             }
         };
-        return read_head(reader).await;
+        let started = reader_is_new;
+        let source = read_head(reader, &rx, started).await?;
+        if let Source::Tail { head, .. } = &source
+            && !started
+            && !shareable(head, want)
+        {
+            // Not this client's answer: the fill re-keyed itself to its variant,
+            // or unregistered an answer it will not share; the next turn finds
+            // this client's own.
+            continue;
+        }
+        return Ok(source);
     }
     Err(OpenError::Busy)
 }
 
-async fn read_head(mut reader: StreamReader) -> Result<Source, OpenError> {
+/// Whether a fill another client started may answer `want`: a stored answer
+/// whose variant (RFC 9111 §4.1) is `want`'s.
+fn shareable(head: &StreamHead, want: &Want) -> bool {
+    let fields: Vec<String> = head.meta.vary.iter().map(|(n, _)| n.clone()).collect();
+    head.meta.cacheable && policy::selecting(&fields, &want.headers) == head.meta.vary
+}
+
+async fn read_head(
+    mut reader: StreamReader,
+    state: &watch::Receiver<FillState>,
+    started: bool,
+) -> Result<Source, OpenError> {
     let slot = reader.next().await.map_err(|e| match e {
         ReadError::Aborted(reason) => OpenError::Origin(abort_status(reason)),
         _ => OpenError::Origin(StatusCode::BAD_GATEWAY),
     })?;
-    let head = std::str::from_utf8(&slot.bytes)
-        .ok()
-        .and_then(|t| toml::from_str::<StreamHead>(t).ok())
+    // Published before slot 1 was written: present once slot 1 was read.
+    let head = state
+        .borrow()
+        .head
+        .clone()
         .filter(|_| slot.kind == SlotKind::Headers)
         .ok_or(OpenError::Origin(StatusCode::BAD_GATEWAY))?;
     Ok(Source::Tail {
         reader,
         next: head.body_offset,
-        head: Box::new(head),
+        head: Box::new(StreamHead::clone(&head)),
+        started,
     })
 }
 
 /// One origin fetch, run in its own task.
 struct Fill {
     shared: Arc<Shared>,
+    want: Arc<Want>,
+    /// Where the answer is stored: the path, or its variant's key once the
+    /// origin's `Vary` is known.
     key: Arc<str>,
     index: u64,
     writer: StreamWriter,
@@ -282,7 +345,7 @@ impl Fill {
         let _gauge = GaugeGuard(self.shared.clone());
         match self.fetch().await {
             Ok(()) => {
-                let _ = self.tx.send(FillState::Done);
+                self.tx.send_modify(|s| s.phase = Phase::Done);
             }
             Err(status) => {
                 tracing::warn!(key = %self.key, index = self.index, %status, "fill failed");
@@ -292,7 +355,7 @@ impl Fill {
                     AbortReason::Other(ORIGIN_FAILED)
                 };
                 self.writer.abort(reason);
-                let _ = self.tx.send(FillState::Failed(status));
+                self.tx.send_modify(|s| s.phase = Phase::Failed(status));
             }
         }
         self.unregister(None);
@@ -309,24 +372,49 @@ impl Fill {
         let shared = self.shared.clone();
         let slice = shared.config.slice_size;
         let start = self.index * slice;
-        let mut headers = HeaderMap::new();
+        // The starting client's headers (`want.headers` asks for identity coding:
+        // byte ranges of a coded body mean nothing to a client that cannot decode
+        // it), and the slice.
+        let mut headers = self.want.headers.clone();
         let range = format!("bytes={}-{}", start, start + slice - 1);
         if let Ok(value) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, value);
         }
-        // Stored bytes are served to every client, and byte ranges of a coded
-        // body mean nothing to one that cannot decode it: ask for the plain bytes.
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
+        // A slice of a stored object must be of its version (RFC 9110 §13.1.1,
+        // §13.1.4): the origin answers 412 if it changed, never another version.
+        let version = shared.cache.meta(&self.key);
+        if let Some((name, value)) = version.as_deref().and_then(version_condition) {
+            headers.insert(name, value);
+        }
         let answer = shared
             .upstream
-            .send(Method::GET, &self.key, headers, web_service::Body::empty())
+            .send(
+                Method::GET,
+                &self.want.path,
+                headers,
+                web_service::Body::empty(),
+            )
             .await
             .map_err(|e: UpstreamError| e.status())?;
         let (parts, mut body) = answer.into_parts();
+        if parts.status == StatusCode::PRECONDITION_FAILED
+            && let Some(old) = &version
+        {
+            // The stored version is gone at the origin: so are its pieces. The
+            // readers see a relayed 412 (an error end for a response under way).
+            tracing::info!(key = %self.key, "origin object changed: stored version dropped");
+            shared.cache.purge(&old.key).await;
+        }
         let head = self.head(&parts);
+        if *head.meta.key != *self.key {
+            // The answer varies: it belongs under its variant's key, where later
+            // requests of the same variant look for it.
+            self.unregister(None);
+            self.key = Arc::from(head.meta.key.as_str());
+            lock(&shared.fills.table)
+                .entry((self.key.clone(), self.index))
+                .or_insert_with(|| self.rx.clone());
+        }
         let version = head.meta.version();
         tracing::debug!(key = %self.key, index = self.index, status = %parts.status, relay = head.relay, "fill head");
         if head.meta.cacheable {
@@ -354,15 +442,22 @@ impl Fill {
             // to the origin themselves.
             self.unregister(None);
         }
-        let encoded = toml::to_string(&head).map_err(|_| StatusCode::BAD_GATEWAY)?;
+        let published = Arc::new(head.clone());
+        self.tx.send_modify(|s| s.head = Some(published));
         self.writer
-            .add(1, Bytes::from(encoded))
+            .add(1, Bytes::new())
             .await
             .map_err(|_| StatusCode::BAD_GATEWAY)?;
 
         let mut offset = head.body_offset;
         let mut piece = BytesMut::new();
-        while let Some(frame) = body.frame().await {
+        let idle = Duration::from_secs(shared.config.upstream_body_idle_secs);
+        loop {
+            let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+                tracing::warn!(key = %self.key, ?idle, "origin body idle: fill ended");
+                return Err(StatusCode::GATEWAY_TIMEOUT);
+            };
+            let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| {
                 tracing::warn!(key = %self.key, error = %e, "origin body failed");
                 StatusCode::BAD_GATEWAY
@@ -457,34 +552,79 @@ impl Fill {
             StatusCode::OK => (0, length, length),
             _ => (0, length, None),
         };
-        let fresh = meta::freshness(
-            config.mode,
+        let now = meta::now_secs();
+        let storage = policy::storable(
+            self.shared.settings(),
+            &self.want.directives,
             parts.status.as_u16(),
             headers,
             total.is_some(),
-            std::time::Duration::from_secs(config.default_ttl_secs),
+            now,
         );
         let relay = total.is_none() || !parts.status.is_success();
         // Pieces are cut at slice borders: only an answer aligned on them is stored.
         let slice = config.slice_size;
         let aligned =
             offset % slice == 0 && end.is_some_and(|e| e % slice == 0 || Some(e) == total);
+        let path = &self.want.path;
+        // Stored copies are identity-coded (see `meta::identity_coded`), so
+        // `Accept-Encoding` selects nothing among them.
+        let (key, vary, varies_ok) = match policy::vary(headers) {
+            policy::Vary::Fields(fields) => {
+                let selected = policy::selecting(&fields, &self.want.headers);
+                let key = policy::variant_key(path, &selected);
+                (key, selected, meta::identity_coded(headers))
+            }
+            policy::Vary::None | policy::Vary::Star => (path.clone(), Vec::new(), true),
+        };
+        let mut cacheable = storage.is_some() && !relay && aligned && varies_ok;
+        if cacheable {
+            let fields: Vec<String> = vary.iter().map(|(n, _)| n.clone()).collect();
+            // A bounded index: beyond it the answer is not stored.
+            cacheable = self.shared.note_variant(path, &fields, &key);
+        }
+        let strip = storage.as_ref().map_or(&[][..], |s| &s.strip[..]);
+        let (stored, owner_headers) = if cacheable {
+            let all = meta::stored_headers(headers, &[]);
+            let (owner, stored): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|(n, _)| strip.iter().any(|s| s.as_str().eq_ignore_ascii_case(n)));
+            // The starter's own answer carries them all; nobody else's does.
+            (stored, owner)
+        } else {
+            (meta::stored_headers(headers, &[]), Vec::new())
+        };
         StreamHead {
             body_offset: offset,
             body_end: end,
             relay,
+            owner_headers,
             meta: ObjectMeta {
-                key: self.key.to_string(),
+                key,
                 status: parts.status.as_u16(),
-                headers: meta::stored_headers(headers),
+                headers: stored,
                 total,
                 slice_size: config.slice_size,
-                fresh_until: fresh.unwrap_or(0).min(FOREVER),
-                cacheable: fresh.is_some() && !relay && aligned,
-                stored_at: meta::now_secs(),
+                fresh_until: storage.map_or(0, |s| s.fresh_until),
+                cacheable,
+                stored_at: now,
+                vary,
             },
         }
     }
+}
+
+/// The condition that pins a fetch to `meta`'s version: `If-Match` with a strong
+/// `ETag`, else `If-Unmodified-Since` with `Last-Modified`.
+fn version_condition(meta: &ObjectMeta) -> Option<(header::HeaderName, HeaderValue)> {
+    if let Some(etag) = meta.etag().filter(|e| !e.trim_start().starts_with("W/")) {
+        return Some((header::IF_MATCH, HeaderValue::from_str(etag).ok()?));
+    }
+    let modified = meta.last_modified()?;
+    Some((
+        header::IF_UNMODIFIED_SINCE,
+        HeaderValue::from_str(modified).ok()?,
+    ))
 }
 
 /// `Content-Range: bytes s-e/total` as `(s, e, total)`.

@@ -269,6 +269,7 @@ mod tests {
             fresh_until: 0,
             cacheable: true,
             stored_at: 0,
+            vary: Vec::new(),
         })
     }
 

@@ -682,6 +682,7 @@ mod tests {
             fresh_until: 0,
             cacheable: true,
             stored_at: 1,
+            vary: Vec::new(),
         }
     }
 

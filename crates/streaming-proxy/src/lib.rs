@@ -48,16 +48,20 @@
 //! `stale-while-revalidate` window, or its `stale-if-error` one when the origin failed),
 //! `BYPASS` (not stored: other methods, uncacheable answers), `PURGED` (`PURGE`).
 //!
-//! # Cacheability
+//! # Policy and forwarding
 //!
-//! Stored: `200` (or an aligned `206` slice of it) with a known total length, without
-//! `Cache-Control: no-store`/`private`, and without `Vary` unless it names only
-//! `Accept-Encoding` on an answer that is not content-coded (fills ask for
-//! `Accept-Encoding: identity`; one variant per URL is kept, so other varying
-//! answers pass through). Lifetime: `s-maxage`, `max-age`,
-//! `Expires` - `Date`, else `default_ttl_secs`; `no-cache` means revalidate on every
-//! use. Record mode stores every 2xx with a known length forever; replay mode never
-//! contacts the origin (`504` on a miss).
+//! The cache policy (RFC 9111, RFC 5861) is one pure module, `policy`: given the
+//! request, the stored entry and `now` it decides (serve, revalidate now or in
+//! the background, fetch, pass through, answer `304`/`412`/`416`/`504`) and the
+//! cache status to report; the proxy carries the decision out. Every request
+//! to the origin carries the client's end-to-end headers (hop-by-hop ones
+//! removed by [`http_pack::hop_by_hop`]), `X-Forwarded-For`,
+//! `X-Forwarded-Proto` and `Via`; a shared fill carries those of the client that
+//! started it. Answers that vary are stored once per variant; answers with
+//! `Set-Cookie` are not stored unless `store_set_cookie` (then without it);
+//! requests with `Authorization` or `Cookie` are passed through. Record mode
+//! stores every 2xx with a known length forever; replay mode never contacts the
+//! origin (`504` on a miss). `docs/streaming-proxy.md` has the conformance table.
 //!
 //! # Absent
 //!
@@ -69,20 +73,21 @@
 //!
 //! Not implemented (see `docs/streaming-proxy.md` for the full list): HTTP/3 to the
 //! origin; client certificates towards the origin; multi-range requests (answered
-//! with the whole object); per-variant storage for `Vary`; forwarding
-//! request headers other than `Range` on cacheable GETs (GETs with `Authorization`
-//! or `Cookie` are passed through whole and never stored); draining fills on
-//! shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).
+//! with the whole object); storing answers to requests with `Authorization` or
+//! `Cookie`; draining fills on shutdown. `PURGE` is allowed from `purge_allow` networks only (loopback by default).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod body;
 mod config;
 mod fill;
+mod forward;
+mod idle;
 mod l1;
 mod l2;
 mod meta;
 mod metrics;
+mod policy;
 mod proxy;
 mod range;
 mod tiered;

@@ -69,12 +69,33 @@ struct Cli {
     /// Disk cache budget (bytes, or 10GiB; 0 disables the disk cache) [default: 10GiB].
     #[arg(long, env = "SP_L2_BYTES")]
     l2_bytes: Option<Size>,
-    /// Lifetime of answers without cache headers (seconds, or 1h) [default: 1h].
+    /// Upper bound of the heuristic lifetime of answers with `Last-Modified` and
+    /// no explicit freshness, RFC 9111 §4.2.2 (seconds, or 1h) [default: 1h].
     #[arg(long, env = "SP_DEFAULT_TTL_SECS")]
     default_ttl_secs: Option<Secs>,
-    /// Time for the origin to connect and answer with a head, else 504 (seconds, or 30s) [default: 30s].
+    /// Send the client's Host to the origin instead of the upstream's.
+    #[arg(long, env = "SP_PRESERVE_HOST")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    preserve_host: bool,
+    /// Store answers carrying Set-Cookie (without that header; the client whose
+    /// request fetched it still gets it).
+    #[arg(long, env = "SP_STORE_SET_COOKIE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    store_set_cookie: bool,
+    /// Time for the origin to answer with a head, connection included, else 504
+    /// (seconds, or 30s) [default: 30s].
     #[arg(long, env = "SP_UPSTREAM_TIMEOUT_SECS")]
     upstream_timeout_secs: Option<Secs>,
+    /// Time for a TCP connection to the origin, else 502 (seconds, or 10s) [default: 10s].
+    #[arg(long, env = "SP_UPSTREAM_CONNECT_TIMEOUT_SECS")]
+    upstream_connect_timeout_secs: Option<Secs>,
+    /// No byte of an origin body for this long fails its fill (seconds, or 30s) [default: 30s].
+    #[arg(long, env = "SP_UPSTREAM_BODY_IDLE_SECS")]
+    upstream_body_idle_secs: Option<Secs>,
+    /// A client that takes no byte of its response for this long is dropped
+    /// (seconds, or 60s) [default: 60s].
+    #[arg(long, env = "SP_CLIENT_WRITE_IDLE_SECS")]
+    client_write_idle_secs: Option<Secs>,
     /// Origin fetches in progress at once; beyond it a miss waits [default: 256].
     #[arg(long, env = "SP_MAX_FILLS")]
     max_fills: Option<usize>,

@@ -16,13 +16,30 @@ use web_service::{Body, ConnInfo};
 
 use crate::body::{RangeBody, relay_body};
 use crate::config::{Mode, ProxyConfig};
-use crate::fill::{self, Fills, Source};
-use crate::meta::{self, FOREVER, ObjectMeta, now_secs};
+use crate::fill::{self, Fills, Source, Want};
+use crate::forward;
+use crate::idle;
+use crate::meta::{self, ObjectMeta, now_secs};
 use crate::metrics::Metrics;
-use crate::range::{RangeSpec, Resolved};
+use crate::policy::{self, Action, Decision, Outcome, Reply, Req};
 use crate::tiered::TieredCache;
 use crate::upstream::Upstream;
 use crate::{ProxyError, lock};
+
+/// Paths whose answers vary that the index remembers; beyond it a new varying
+/// answer is passed through unstored, so the index stays bounded.
+const MAX_VARYING_PATHS: usize = 65_536;
+/// Variants stored per path; beyond it further ones are passed through.
+const MAX_VARIANTS: usize = 32;
+
+/// What is known about a path whose answers vary (RFC 9111 §4.1).
+#[derive(Debug, Default)]
+struct Variants {
+    /// The selecting fields of its latest stored answer.
+    fields: Vec<String>,
+    /// Keys of the variants stored under it.
+    keys: Vec<String>,
+}
 
 /// State every request and fill shares.
 #[derive(Debug)]
@@ -34,6 +51,75 @@ pub(crate) struct Shared {
     pub fills: Fills,
     /// Revalidations in progress by key: concurrent stale hits share one.
     revalidations: Mutex<HashMap<String, watch::Receiver<Option<Revalidation>>>>,
+    /// Paths whose answers vary, in memory only: after a restart a variant is
+    /// found again once its path was fetched once more.
+    varies: Mutex<HashMap<String, Variants>>,
+}
+
+impl Shared {
+    /// The settings the policy reads.
+    pub fn settings(&self) -> policy::Settings {
+        policy::Settings {
+            mode: self.config.mode,
+            heuristic_cap: self.config.default_ttl_secs,
+            store_set_cookie: self.config.store_set_cookie,
+        }
+    }
+
+    /// The cache key for a request of `path` with (fill) `headers`: the path,
+    /// or the variant's key when the path's answers vary.
+    pub fn key_for(&self, path: &str, headers: &HeaderMap) -> String {
+        match lock(&self.varies).get(path) {
+            Some(v) => policy::variant_key(path, &policy::selecting(&v.fields, headers)),
+            None => path.to_owned(),
+        }
+    }
+
+    /// Records that `path`'s answer varies on `fields` (none: it does not vary)
+    /// and is stored under `key`; false when the bounded index has no room, in
+    /// which case the answer must not be stored.
+    pub fn note_variant(&self, path: &str, fields: &[String], key: &str) -> bool {
+        let mut varies = lock(&self.varies);
+        if fields.is_empty() {
+            varies.remove(path);
+            return true;
+        }
+        if !varies.contains_key(path) && varies.len() >= MAX_VARYING_PATHS {
+            return false;
+        }
+        let entry = varies.entry(path.to_owned()).or_default();
+        entry.fields = fields.to_vec();
+        if !entry.keys.iter().any(|k| k == key) {
+            if entry.keys.len() >= MAX_VARIANTS {
+                return false;
+            }
+            entry.keys.push(key.to_owned());
+        }
+        true
+    }
+
+    /// A response body as the client gets it: dropped when the client takes
+    /// nothing for `client_write_idle_secs`.
+    pub fn to_client(&self, body: Body) -> Body {
+        idle::write_idle(
+            body,
+            Duration::from_secs(self.config.client_write_idle_secs),
+        )
+    }
+
+    /// Removes `path` and every variant of it from both tiers; whether anything
+    /// was stored.
+    pub async fn purge_path(&self, path: &str) -> bool {
+        let keys = lock(&self.varies)
+            .remove(path)
+            .map(|v| v.keys)
+            .unwrap_or_default();
+        let mut any = self.cache.purge(path).await;
+        for key in keys {
+            any |= self.cache.purge(&key).await;
+        }
+        any
+    }
 }
 
 /// The caching reverse proxy as a tower service (`Request<Body>` to `Response<Body>`,
@@ -91,6 +177,10 @@ fn simple(status: StatusCode, cache: CacheStatus, text: &str) -> Response<Body> 
     response
 }
 
+/// A response and the `x-cache` value it reports (the metrics count the value,
+/// never the header).
+type Answered = (Response<Body>, CacheStatus);
+
 impl StreamingProxy {
     /// Builds the proxy: validates `config`, builds the origin client (reading
     /// `upstream_ca` and the system's trust roots for an `https://` origin) and opens
@@ -104,7 +194,10 @@ impl StreamingProxy {
         // Before the cache is opened: a bad `upstream_ca` stops start-up untouched.
         let upstream = Upstream::new(
             base,
-            Duration::from_secs(config.upstream_timeout_secs),
+            (
+                Duration::from_secs(config.upstream_connect_timeout_secs),
+                Duration::from_secs(config.upstream_timeout_secs),
+            ),
             config.upstream_http2,
             config.upstream_ca.as_deref(),
         )?;
@@ -124,6 +217,7 @@ impl StreamingProxy {
                 metrics,
                 fills,
                 revalidations: Mutex::new(HashMap::new()),
+                varies: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -141,45 +235,62 @@ impl StreamingProxy {
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let shared = &self.shared;
-        let key = request
+        let path = request
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let method = request.method().clone();
-        let response = if key.len() > shared.config.max_key_bytes {
-            simple(
+        if path.len() > shared.config.max_key_bytes {
+            shared.metrics.bypasses.inc();
+            return simple(
                 StatusCode::URI_TOO_LONG,
                 CacheStatus::Bypass,
                 "request path and query too long (see max_key_bytes)",
-            )
-        } else if method.as_str() == "PURGE" {
-            if !self.may_purge(&request) {
+            );
+        }
+        if request.method().as_str() == "PURGE" {
+            return if !self.may_purge(&request) {
                 simple(
                     StatusCode::FORBIDDEN,
                     CacheStatus::Purged,
                     "PURGE is not allowed from this address (see purge_allow)",
                 )
-            } else if shared.cache.purge(&key).await {
+            } else if shared.purge_path(&path).await {
                 simple(StatusCode::OK, CacheStatus::Purged, "purged")
             } else {
                 simple(StatusCode::NOT_FOUND, CacheStatus::Purged, "not in cache")
+            };
+        }
+        let req = Req::new(request.method(), request.headers());
+        let forwarded = forward::to_origin(&request, shared.config.preserve_host);
+        let want = Arc::new(Want {
+            path,
+            headers: forward::for_fill(&forwarded),
+            directives: req.directives.clone(),
+        });
+        let key = shared.key_for(&want.path, &want.headers);
+        let entry = shared.cache.meta(&key);
+        let decision = policy::decide(&req, entry.as_deref(), now_secs(), shared.config.mode);
+        let (response, status) = match decision.action {
+            Action::PassThrough => {
+                let (parts, body) = request.into_parts();
+                self.pass_through(&want.path, parts.method, forwarded, body)
+                    .await
             }
-        } else if (method == Method::GET || method == Method::HEAD)
-            && !personal(&request)
-            && meta::accepts_identity(request.headers())
-        {
-            self.lookup(key, &Ask::from_request(&request)).await
-        } else {
-            self.pass_through(key, request).await
+            _ => self.carry_out(decision, &req, &want, entry).await,
         };
-        let counter = match response.headers().get(X_CACHE).map(HeaderValue::as_bytes) {
-            Some(b"HIT" | b"REVALIDATED" | b"STALE") => &shared.metrics.hits,
-            Some(b"MISS" | b"PARTIAL") => &shared.metrics.misses,
-            Some(b"PURGED") => return response,
-            _ => &shared.metrics.bypasses,
-        };
-        counter.inc();
+        match status {
+            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::Stale => {
+                shared.metrics.hits.inc();
+            }
+            CacheStatus::Miss | CacheStatus::Partial => {
+                shared.metrics.misses.inc();
+            }
+            CacheStatus::Bypass => {
+                shared.metrics.bypasses.inc();
+            }
+            CacheStatus::Purged => {}
+        }
         response
     }
 
@@ -197,91 +308,130 @@ impl StreamingProxy {
         })
     }
 
-    async fn lookup(&self, key: String, ask: &Ask) -> Response<Body> {
-        let shared = &self.shared;
-        let replay = shared.config.mode == Mode::Replay;
-        if let Some(meta) = shared.cache.meta(&key) {
-            let now = now_secs();
-            if replay || meta.is_fresh(now) {
-                return self.serve_stored(meta, ask, None).await;
+    /// Carries out a decision about a GET or HEAD (pass-through excepted).
+    async fn carry_out(
+        &self,
+        decision: Decision,
+        req: &Req,
+        want: &Arc<Want>,
+        entry: Option<Arc<ObjectMeta>>,
+    ) -> Answered {
+        let status = decision.status;
+        match (decision.action, entry) {
+            (Action::Refuse(code), _) => said(
+                code,
+                status,
+                "not answered from the cache and the origin may not be asked",
+            ),
+            (Action::Serve(reply), Some(entry)) => {
+                self.serve_stored(entry, reply, status, req, want).await
             }
-            if meta.may_serve_while_revalidating(now) {
-                // The client gets the stale copy now; the origin is asked in the
-                // background: while one revalidation runs, later stale hits only
-                // read (a second task would act on the same outcome twice, e.g.
-                // purge an object re-fetched after the first purge). Two hits in
-                // the same instant may still both start one; they share its answer.
-                if lock(&shared.revalidations).contains_key(&key) {
-                    return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
-                }
-                let proxy = self.clone();
-                let stale = meta.clone();
-                tokio::spawn(async move {
-                    match proxy.revalidate_once(&stale).await {
-                        Revalidation::Fresh(_) => {
-                            proxy.shared.metrics.revalidated.inc();
-                        }
-                        Revalidation::Changed => {
-                            proxy.shared.cache.purge(&stale.key).await;
-                        }
-                        Revalidation::Failed(_) => {}
-                    }
-                });
-                return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
+            (Action::ServeThenRevalidate(reply), Some(entry)) => {
+                self.revalidate_in_background(&entry, want);
+                self.serve_stored(entry, reply, status, req, want).await
             }
-            match self.revalidate_once(&meta).await {
-                Revalidation::Fresh(meta) => {
-                    shared.metrics.revalidated.inc();
-                    return self
-                        .serve_stored(meta, ask, Some(CacheStatus::Revalidated))
-                        .await;
-                }
-                Revalidation::Failed(status) => {
-                    if meta.may_serve_stale_on_error(now_secs()) {
-                        return self.serve_stored(meta, ask, Some(CacheStatus::Stale)).await;
+            (Action::Revalidate, Some(entry)) => {
+                let (outcome, entry) = match self.revalidate_once(&entry, want).await {
+                    Revalidation::Fresh(refreshed) => {
+                        self.shared.metrics.revalidated.inc();
+                        (Outcome::Confirmed, refreshed)
                     }
-                    return simple(
-                        status,
-                        CacheStatus::Miss,
-                        "the origin failed and the stored copy is stale without \
-                         stale-if-error permission",
-                    );
+                    Revalidation::Changed => (Outcome::Changed, entry),
+                    Revalidation::Failed(code) => (Outcome::Failed(code), entry),
+                };
+                let next = policy::after_revalidation(req, &entry, outcome, now_secs());
+                match next.action {
+                    Action::Serve(reply) => {
+                        self.serve_stored(entry, reply, next.status, req, want)
+                            .await
+                    }
+                    Action::Fetch => {
+                        self.shared.cache.purge(&entry.key).await;
+                        self.fetch(req, want).await
+                    }
+                    Action::Refuse(code) => said(
+                        code,
+                        next.status,
+                        "the origin failed and the stored copy may not be served stale",
+                    ),
+                    _ => self.fetch(req, want).await,
+                }
+            }
+            (Action::Fetch, Some(stale)) => {
+                // Replaced, not revalidated (no validators): its pieces must not
+                // answer the fetch as "stored meanwhile".
+                self.shared.cache.purge(&stale.key).await;
+                self.fetch(req, want).await
+            }
+            _ => self.fetch(req, want).await,
+        }
+    }
+
+    /// While one revalidation of a key runs, later stale hits only read (a second
+    /// task would act on the same outcome twice, e.g. purge an object re-fetched
+    /// after the first purge). Two hits in the same instant may still both start
+    /// one; they share its answer.
+    fn revalidate_in_background(&self, entry: &Arc<ObjectMeta>, want: &Arc<Want>) {
+        if lock(&self.shared.revalidations).contains_key(&entry.key) {
+            return;
+        }
+        let proxy = self.clone();
+        let (stale, want) = (entry.clone(), want.clone());
+        tokio::spawn(async move {
+            match proxy.revalidate_once(&stale, &want).await {
+                Revalidation::Fresh(_) => {
+                    proxy.shared.metrics.revalidated.inc();
                 }
                 Revalidation::Changed => {
-                    shared.cache.purge(&key).await;
+                    proxy.shared.cache.purge(&stale.key).await;
+                }
+                Revalidation::Failed(_) => {}
+            }
+        });
+    }
+
+    /// A miss: the slice holding the first wanted byte is fetched through a
+    /// shared fill, and its head decides the response.
+    async fn fetch(&self, req: &Req, want: &Arc<Want>) -> Answered {
+        let shared = &self.shared;
+        let index = req.ask.range.map_or(0, |r| r.first_byte_hint()) / shared.config.slice_size;
+        match fill::open(shared, want, index, true, None).await {
+            Err(e) => said(e.status(), CacheStatus::Miss, &e.to_string()),
+            Ok(Source::Piece { .. }) => {
+                // Stored between the lookup and the open: a hit after all.
+                match shared
+                    .cache
+                    .meta(&shared.key_for(&want.path, &want.headers))
+                {
+                    Some(meta) => {
+                        let reply = req.ask.reply(&meta);
+                        self.serve_stored(meta, reply, CacheStatus::Hit, req, want)
+                            .await
+                    }
+                    None => said(
+                        StatusCode::BAD_GATEWAY,
+                        CacheStatus::Miss,
+                        "object vanished",
+                    ),
                 }
             }
-        } else if replay {
-            return simple(
-                StatusCode::GATEWAY_TIMEOUT,
-                CacheStatus::Miss,
-                "not in cache (replay mode)",
-            );
-        }
-        // Cold: the slice holding the first wanted byte decides the response head.
-        let index = ask.range.map_or(0, RangeSpec::first_byte_hint) / shared.config.slice_size;
-        match fill::open(shared, &key, index, true, None).await {
-            Err(e) => simple(e.status(), CacheStatus::Miss, &e.to_string()),
-            Ok(Source::Piece { .. }) => match shared.cache.meta(&key) {
-                // Stored between the lookup and the open: a hit after all.
-                Some(meta) => self.serve_stored(meta, ask, None).await,
-                None => simple(
-                    StatusCode::BAD_GATEWAY,
-                    CacheStatus::Miss,
-                    "object vanished",
-                ),
-            },
-            Ok(Source::Tail { reader, head, next }) => {
+            Ok(Source::Tail {
+                reader,
+                head,
+                next,
+                started,
+            }) => {
                 let status = if head.meta.cacheable {
                     CacheStatus::Miss
                 } else {
                     CacheStatus::Bypass
                 };
+                let owner = started.then(|| head.owner_headers.clone());
                 if head.relay {
-                    let mut response = Response::new(if ask.head_only {
+                    let mut response = Response::new(if req.ask.head_only {
                         Body::empty()
                     } else {
-                        relay_body(reader)
+                        shared.to_client(relay_body(reader))
                     });
                     *response.status_mut() =
                         StatusCode::from_u16(head.meta.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -291,95 +441,107 @@ impl StreamingProxy {
                             .headers_mut()
                             .insert(header::CONTENT_LENGTH, len.into());
                     }
-                    return response;
+                    return (response, status);
                 }
                 let meta = Arc::new(head.meta.clone());
-                let first = Source::Tail { reader, head, next };
-                self.respond(meta, ask, status, Some(first), true)
+                let reply = req.ask.reply(&meta);
+                let first = Source::Tail {
+                    reader,
+                    head,
+                    next,
+                    started,
+                };
+                let mut answer = self.respond(meta, reply, status, req, want, Some(first), true);
+                for (n, v) in owner.into_iter().flatten() {
+                    if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::from_str(&v)) {
+                        answer.0.headers_mut().append(n, v);
+                    }
+                }
+                answer
             }
         }
     }
 
-    /// Serves a stored object; `status` forces the `x-cache` value, else HIT or PARTIAL
-    /// by whether every needed piece is stored.
+    /// Serves a stored object as `reply` says; a `Hit` whose needed pieces are
+    /// not all stored reports `Partial` (the missing ones are fetched).
     async fn serve_stored(
         &self,
         meta: Arc<ObjectMeta>,
-        ask: &Ask,
-        status: Option<CacheStatus>,
-    ) -> Response<Body> {
-        let total = meta.total.unwrap_or(0);
-        let (start, end) = match ask.range_for(&meta).map(|r| r.resolve(total)) {
-            Some(Resolved::Partial { start, end }) => (start, end),
-            _ => (0, total),
+        reply: Reply,
+        status: CacheStatus,
+        req: &Req,
+        want: &Arc<Want>,
+    ) -> Answered {
+        let replay = self.shared.config.mode == Mode::Replay;
+        let Reply::Bytes { start, end, .. } = reply else {
+            return self.respond(meta, reply, status, req, want, None, !replay);
         };
         let first = start / meta.slice_size;
         let last = end.div_ceil(meta.slice_size);
         let complete = (first..last).all(|i| self.shared.cache.has_piece(&meta.key, i));
-        let replay = self.shared.config.mode == Mode::Replay;
-        // No body goes out for HEAD, a 412 or a 304: missing slices do not matter then.
-        let sends_body =
-            !ask.head_only && !ask.precondition_failed(&meta) && !ask.not_modified(&meta);
+        // No body goes out for HEAD: missing slices do not matter then.
+        let sends_body = !req.ask.head_only && start < end;
         if replay && !complete && sends_body {
-            return simple(
+            return said(
                 StatusCode::GATEWAY_TIMEOUT,
                 CacheStatus::Miss,
                 "not in cache (replay mode)",
             );
         }
-        let status = status.unwrap_or(if complete {
-            CacheStatus::Hit
-        } else {
+        let status = if status == CacheStatus::Hit && !complete {
             CacheStatus::Partial
-        });
+        } else {
+            status
+        };
         // A missing first slice is opened before answering, so an origin failure is
         // a 502/504 rather than a 200 whose body breaks at once.
         let mut source = None;
-        if !replay && sends_body && start < end && !self.shared.cache.has_piece(&meta.key, first) {
-            match fill::open(&self.shared, &meta.key, first, true, None).await {
+        if !replay && sends_body && !self.shared.cache.has_piece(&meta.key, first) {
+            match fill::open(&self.shared, want, first, true, None).await {
+                Ok(Source::Tail { head, .. })
+                    if head.meta.status == StatusCode::PRECONDITION_FAILED.as_u16() =>
+                {
+                    // The stored version changed at the origin (the fill dropped
+                    // it) and nothing was sent yet: answer from the new one.
+                    return Box::pin(self.fetch(req, want)).await;
+                }
                 Ok(opened) => source = Some(opened),
-                Err(e) => return simple(e.status(), CacheStatus::Miss, &e.to_string()),
+                Err(e) => return said(e.status(), CacheStatus::Miss, &e.to_string()),
             }
         }
-        self.respond(meta, ask, status, source, !replay)
+        self.respond(meta, reply, status, req, want, source, !replay)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
         meta: Arc<ObjectMeta>,
-        ask: &Ask,
+        reply: Reply,
         status: CacheStatus,
+        req: &Req,
+        want: &Arc<Want>,
         mut first: Option<Source>,
         may_fetch: bool,
-    ) -> Response<Body> {
-        let range = ask.range_for(&meta);
-        if range.is_none()
-            && ask
-                .range
-                .is_some_and(|r| r.first_byte_hint() >= meta.slice_size)
-        {
-            // If-Range dropped the range: the slice opened for its first byte is
-            // not where the whole object starts; the body opens its own.
-            first = None;
-        }
-        if ask.precondition_failed(&meta) {
-            return simple(
-                StatusCode::PRECONDITION_FAILED,
-                status,
-                "precondition failed",
-            );
-        }
-        if ask.not_modified(&meta) {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::NOT_MODIFIED;
-            write_headers(response.headers_mut(), &meta, status);
-            return response;
-        }
+    ) -> Answered {
         let total = meta.total.unwrap_or(0);
-        let (code, start, end) = match range.map(|r| r.resolve(total)) {
-            None => (StatusCode::OK, 0, total),
-            Some(Resolved::Partial { start, end }) => (StatusCode::PARTIAL_CONTENT, start, end),
-            Some(Resolved::Unsatisfiable) => {
+        let (code, start, end) = match reply {
+            Reply::PreconditionFailed => {
+                return (
+                    simple(
+                        StatusCode::PRECONDITION_FAILED,
+                        status,
+                        "precondition failed",
+                    ),
+                    status,
+                );
+            }
+            Reply::NotModified => {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::NOT_MODIFIED;
+                write_headers(response.headers_mut(), &meta, status);
+                return (response, status);
+            }
+            Reply::Unsatisfiable => {
                 let mut response = simple(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     status,
@@ -388,21 +550,54 @@ impl StreamingProxy {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                     response.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
-                return response;
+                return (response, status);
+            }
+            Reply::Bytes {
+                start,
+                end,
+                partial,
+            } => {
+                let code = if partial {
+                    StatusCode::PARTIAL_CONTENT
+                } else {
+                    StatusCode::OK
+                };
+                (code, start, end)
             }
         };
-        let body = if ask.head_only || start == end {
+        let whole = matches!(reply, Reply::Bytes { partial: false, .. });
+        if whole
+            && req
+                .ask
+                .range
+                .is_some_and(|r| r.first_byte_hint() >= meta.slice_size)
+        {
+            // If-Range dropped the range: the slice opened for its first byte is
+            // not where the whole object starts; the body opens its own.
+            first = None;
+        }
+        let body = if req.ask.head_only || start == end {
             Body::empty()
         } else {
-            RangeBody::new(
+            let ss = meta.slice_size;
+            let one_stored_piece =
+                status == CacheStatus::Hit && first.is_none() && start / ss == (end - 1) / ss;
+            let body = RangeBody::new(
                 self.shared.clone(),
-                meta.key.clone(),
-                (meta.slice_size, total),
+                want.clone(),
+                meta.clone(),
                 (start, end),
                 may_fetch,
                 first,
             )
-            .into_body()
+            .into_body();
+            if one_stored_piece {
+                // A client that stops reading holds only that piece's bytes, no
+                // fill: no pump task for it (the common small hit stays cheap).
+                body
+            } else {
+                self.shared.to_client(body)
+            }
         };
         let mut response = Response::new(body);
         *response.status_mut() = code;
@@ -415,17 +610,15 @@ impl StreamingProxy {
         {
             headers.insert(header::CONTENT_RANGE, v);
         }
-        response
+        (response, status)
     }
 
-    /// Asks the origin whether a stale object changed (`If-None-Match` /
-    /// `If-Modified-Since`); a `304` refreshes its lifetime.
     /// [`revalidate`](Self::revalidate), shared by concurrent requests for the same
     /// stale object: the first asks the origin, the others wait for its outcome. If
     /// the first goes away before an outcome (client gone), the table entry and the
     /// sender go with it and each waiter asks for itself (pingora's cache-lock rule:
     /// a dropped permit is a failure that releases the waiters).
-    async fn revalidate_once(&self, meta: &ObjectMeta) -> Revalidation {
+    async fn revalidate_once(&self, meta: &ObjectMeta, want: &Want) -> Revalidation {
         let leader = {
             let mut table = lock(&self.shared.revalidations);
             match table.get(&meta.key) {
@@ -440,7 +633,7 @@ impl StreamingProxy {
         match leader {
             Ok(tx) => {
                 let _entry = RevalidationEntry(&self.shared, &meta.key);
-                let outcome = self.revalidate(meta).await;
+                let outcome = self.revalidate(meta, want).await;
                 tx.send_replace(Some(outcome.clone()));
                 outcome
             }
@@ -452,24 +645,29 @@ impl StreamingProxy {
                     .and_then(|o| o.clone());
                 match shared {
                     Some(outcome) => outcome,
-                    None => self.revalidate(meta).await,
+                    None => self.revalidate(meta, want).await,
                 }
             }
         }
     }
 
-    async fn revalidate(&self, meta: &ObjectMeta) -> Revalidation {
+    /// Asks the origin whether a stale object changed (`If-None-Match` /
+    /// `If-Modified-Since`, with the requesting client's headers); a `304`
+    /// updates the stored headers and lifetime (RFC 9111 §3.2, §4.3.4).
+    async fn revalidate(&self, meta: &ObjectMeta, want: &Want) -> Revalidation {
         let shared = &self.shared;
-        let mut headers = HeaderMap::new();
+        let mut headers = want.headers.clone();
+        let mut validators = false;
         for (name, value) in [
             (header::IF_NONE_MATCH, meta.etag()),
             (header::IF_MODIFIED_SINCE, meta.last_modified()),
         ] {
             if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
                 headers.insert(name, v);
+                validators = true;
             }
         }
-        if headers.is_empty() {
+        if !validators {
             return Revalidation::Changed;
         }
         // If it did change, the answer is discarded: bound it to one slice.
@@ -477,47 +675,42 @@ impl StreamingProxy {
         if let Ok(v) = HeaderValue::from_str(&range) {
             headers.insert(header::RANGE, v);
         }
-        // As for fills: the stored copy is the identity-coded one.
-        headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
         let answer = shared
             .upstream
-            .send(Method::GET, &meta.key, headers, Body::empty())
+            .send(Method::GET, meta.path(), headers, Body::empty())
             .await;
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(key = %meta.key, error = %e, "revalidation failed");
+                tracing::warn!(key = %meta.path(), error = %e, "revalidation failed");
                 return Revalidation::Failed(e.status());
             }
         };
         match answer.status() {
             StatusCode::NOT_MODIFIED => {
-                // The 304's headers update the stored ones (RFC 9111 §4.3.4).
-                let mut merged = HeaderMap::new();
-                for (n, v) in &meta.headers {
-                    if let (Ok(n), Ok(v)) =
-                        (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v))
-                    {
-                        merged.append(n, v);
+                // §3.2: the 304's fields replace the stored ones of the same name.
+                let mut merged = meta.header_map();
+                let named = http_pack::hop_by_hop::connection_named(answer.headers());
+                for name in answer.headers().keys() {
+                    if !meta::is_hop_or_framing(name) && !named.contains(name) {
+                        merged.remove(name);
                     }
                 }
                 for (n, v) in answer.headers() {
-                    if !meta::is_hop_or_framing(n) {
-                        merged.insert(n.clone(), v.clone());
+                    if !meta::is_hop_or_framing(n) && !named.contains(n) {
+                        merged.append(n.clone(), v.clone());
                     }
                 }
-                let ttl = Duration::from_secs(shared.config.default_ttl_secs);
-                let Some(fresh) = meta::freshness(shared.config.mode, 200, &merged, true, ttl)
+                let now = now_secs();
+                let Some(storage) =
+                    policy::storable(shared.settings(), &want.directives, 200, &merged, true, now)
                 else {
                     return Revalidation::Changed;
                 };
                 let mut refreshed = meta.clone();
-                refreshed.headers = meta::stored_headers(&merged);
-                refreshed.fresh_until = fresh.min(FOREVER);
-                refreshed.stored_at = now_secs();
+                refreshed.headers = meta::stored_headers(&merged, &storage.strip);
+                refreshed.fresh_until = storage.fresh_until;
+                refreshed.stored_at = now;
                 shared.cache.put_meta(refreshed.clone()).await;
                 Revalidation::Fresh(Arc::new(refreshed))
             }
@@ -526,126 +719,45 @@ impl StreamingProxy {
         }
     }
 
-    /// Forwards a request the cache does not handle (POST, PUT, ..., or a GET with
-    /// credentials) as it is, streaming both bodies; a successful unsafe method
-    /// invalidates the stored object.
-    async fn pass_through(&self, key: String, request: Request<Body>) -> Response<Body> {
-        let (parts, body) = request.into_parts();
-        let mut headers = parts.headers;
-        headers.remove(header::HOST);
-        for name in [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "upgrade",
-        ] {
-            headers.remove(name);
-        }
-        let method = parts.method;
+    /// Forwards a request the cache does not answer (other methods, requests with
+    /// credentials, ...) with its end-to-end headers, streaming both bodies; an
+    /// unsafe method answered without error invalidates the stored object and its
+    /// variants (RFC 9111 §4.4).
+    async fn pass_through(
+        &self,
+        path: &str,
+        method: Method,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Answered {
+        let status = CacheStatus::Bypass;
         match self
             .shared
             .upstream
-            .send(method.clone(), &key, headers, body)
+            .send(method.clone(), path, headers, body)
             .await
         {
-            Err(e) => simple(e.status(), CacheStatus::Bypass, &e.to_string()),
+            Err(e) => said(e.status(), status, &e.to_string()),
             Ok(answer) => {
-                if answer.status().is_success() && !method.is_safe() {
-                    self.shared.cache.purge(&key).await;
+                if policy::invalidates(&method, answer.status()) {
+                    self.shared.purge_path(path).await;
                 }
                 let (mut parts, incoming) = answer.into_parts();
-                parts.headers.insert(
-                    X_CACHE,
-                    HeaderValue::from_static(CacheStatus::Bypass.as_str()),
-                );
-                Response::from_parts(parts, Body::new(incoming))
+                parts.headers = forward::to_client(&parts.headers, parts.version);
+                parts
+                    .headers
+                    .insert(X_CACHE, HeaderValue::from_static(status.as_str()));
+                let idle = Duration::from_secs(self.shared.config.upstream_body_idle_secs);
+                let body = self.shared.to_client(idle::origin_body(incoming, idle));
+                (Response::from_parts(parts, body), status)
             }
         }
     }
 }
 
-/// What a GET or HEAD asks for besides the object.
-struct Ask {
-    head_only: bool,
-    range: Option<RangeSpec>,
-    /// `If-None-Match` as sent (a list of entity tags, or `*`).
-    if_none_match: Option<String>,
-    /// `If-Modified-Since` in unix seconds.
-    if_modified_since: Option<u64>,
-    /// `If-Range` as sent: an entity tag or an HTTP date.
-    if_range: Option<String>,
-    /// `If-Match` as sent (a list of entity tags, or `*`).
-    if_match: Option<String>,
-    /// `If-Unmodified-Since` in unix seconds.
-    if_unmodified_since: Option<u64>,
-}
-
-impl Ask {
-    fn from_request(request: &Request<Body>) -> Self {
-        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
-        Self {
-            head_only: request.method() == Method::HEAD,
-            range: header(header::RANGE).and_then(RangeSpec::parse),
-            if_none_match: header(header::IF_NONE_MATCH).map(str::to_owned),
-            if_modified_since: header(header::IF_MODIFIED_SINCE).and_then(meta::http_date_secs),
-            if_range: header(header::IF_RANGE).map(str::to_owned),
-            if_match: header(header::IF_MATCH).map(str::to_owned),
-            if_unmodified_since: header(header::IF_UNMODIFIED_SINCE).and_then(meta::http_date_secs),
-        }
-    }
-
-    /// Whether the request's preconditions fail on `meta`, so the answer is `412`
-    /// (RFC 9110 §13.2.2, evaluated first: `If-Match`, strong comparison, `*` for
-    /// any stored object; else `If-Unmodified-Since`, ignored for an object
-    /// without `Last-Modified`).
-    fn precondition_failed(&self, meta: &ObjectMeta) -> bool {
-        if let Some(tags) = &self.if_match {
-            let strong = |tag: &str| !tag.starts_with("W/");
-            let matches = tags.split(',').map(str::trim).any(|t| {
-                t == "*"
-                    || meta
-                        .etag()
-                        .map(str::trim)
-                        .is_some_and(|e| strong(e) && strong(t) && e == t)
-            });
-            return !matches;
-        }
-        let modified = meta.last_modified().and_then(meta::http_date_secs);
-        matches!((self.if_unmodified_since, modified), (Some(since), Some(m)) if m > since)
-    }
-
-    /// The range to serve from `meta`: the asked one, unless an `If-Range` names
-    /// another version, in which case the whole object is the answer (RFC 9110
-    /// §13.1.5: strong comparison of entity tags, exact match of the date), so a
-    /// resumed download never splices bytes of two versions.
-    fn range_for(&self, meta: &ObjectMeta) -> Option<RangeSpec> {
-        let range = self.range?;
-        let Some(validator) = self.if_range.as_deref().map(str::trim) else {
-            return Some(range);
-        };
-        let current = if validator.starts_with('"') {
-            meta.etag().is_some_and(|etag| etag.trim() == validator)
-        } else {
-            !validator.starts_with("W/") && meta.last_modified().map(str::trim) == Some(validator)
-        };
-        current.then_some(range)
-    }
-
-    /// Whether the client's copy is current, so the answer is `304` (RFC 9110
-    /// §13.1.2-3: `If-None-Match`, weak comparison, takes precedence over
-    /// `If-Modified-Since`).
-    fn not_modified(&self, meta: &ObjectMeta) -> bool {
-        let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-        if let Some(tags) = &self.if_none_match {
-            return meta.etag().is_some_and(|etag| {
-                tags.split(',')
-                    .any(|t| t.trim() == "*" || weak(t) == weak(etag))
-            });
-        }
-        let modified = meta.last_modified().and_then(meta::http_date_secs);
-        matches!((self.if_modified_since, modified), (Some(since), Some(m)) if m <= since)
-    }
+/// A [`simple`] answer reporting `status`.
+fn said(code: StatusCode, status: CacheStatus, text: &str) -> Answered {
+    (simple(code, status, text), status)
 }
 
 /// Removes a revalidation's table entry however its leader ends.
@@ -665,15 +777,6 @@ enum Revalidation {
     Failed(StatusCode),
 }
 
-/// Whether a request carries credentials (`Authorization`, `Cookie`): its answer
-/// may be meant for that client alone, so it goes to the origin with all its
-/// headers and nothing is stored or shared (Varnish's built-in rule; RFC 9111 §3.5
-/// forbids storing authorized answers without explicit permission).
-fn personal<B>(request: &Request<B>) -> bool {
-    let headers = request.headers();
-    headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE)
-}
-
 fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus) {
     for (n, v) in &meta.headers {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v)) {
@@ -685,6 +788,7 @@ fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus
     if from_storage && let Some(age) = meta.age(now_secs()) {
         headers.insert(header::AGE, age.into());
     }
+    headers.append(header::VIA, forward::via(http::Version::HTTP_11));
     headers.insert(X_CACHE, HeaderValue::from_static(status.as_str()));
 }
 

@@ -97,8 +97,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A client for `base` (`http://` or `https://host[:port]`), `timeout` bounding
-    /// connect + TLS handshake + head.
+    /// A client for `base` (`http://` or `https://host[:port]`), `connect` bounding
+    /// the TCP connection and `timeout` connect + TLS handshake + head.
     ///
     /// `http://`: HTTP/1.1, or with `http2` HTTP/2 with prior knowledge (h2c):
     /// cleartext offers no ALPN to negotiate it, so the choice is the operator's.
@@ -108,12 +108,12 @@ impl Upstream {
     /// file stops start-up rather than the first miss.
     pub fn new(
         base: Uri,
-        timeout: Duration,
+        (connect, timeout): (Duration, Duration),
         http2: bool,
         upstream_ca: Option<&Path>,
     ) -> Result<Self, ConfigError> {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+        connector.set_connect_timeout(Some(connect.min(timeout)));
         connector.set_nodelay(true);
         let mut builder = Client::builder(TokioExecutor::new());
         // On https this also makes the client speak h2 to an origin that ignored ALPN,

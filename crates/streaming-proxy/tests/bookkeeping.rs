@@ -43,6 +43,7 @@ fn meta(i: usize) -> ObjectMeta {
         fresh_until: u64::MAX / 2,
         cacheable: true,
         stored_at: 1,
+        vary: Vec::new(),
     }
 }
 

@@ -278,6 +278,7 @@ async fn stale_served_on_origin_error_only_with_stale_if_error() {
         // Stale at once; the origin now answers 503 to the revalidation.
         origin.update(path, |s| {
             s.etag = None;
+            s.last_modified = None;
             s.status = 503;
         });
     }
@@ -738,7 +739,7 @@ async fn client_conditional_requests_get_304_from_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vary_accept_encoding_is_stored_once_for_every_client() {
+async fn vary_accept_encoding_is_stored_once_for_every_client_and_other_fields_per_variant() {
     let (origin, _dir, proxy, c) = harness(64 * KIB).await;
     let len = 100 * KIB;
     let mut spec = Spec::new(len, 28);
@@ -774,15 +775,22 @@ async fn vary_accept_encoding_is_stored_once_for_every_client() {
     assert_eq!(gzip_only.x_cache(), "BYPASS");
     assert_eq!(gzip_only.header("content-encoding"), "gzip");
     assert_eq!(origin.requests("/v").len(), 3);
-    // Varying on anything else: never stored.
-    for _ in 0..2 {
-        let got = get_with(&c, &proxy, "/ua", &[]).await;
-        assert_eq!((got.status, got.x_cache()), (200, "BYPASS"));
+    // Varying on another field: one entry per value of it (RFC 9111 §4.1).
+    for (ua, x_cache) in [
+        ("a/1", "MISS"),
+        ("b/2", "MISS"),
+        ("a/1", "HIT"),
+        ("b/2", "HIT"),
+    ] {
+        let got = get_with(&c, &proxy, "/ua", &[("user-agent", ua)]).await;
+        assert_eq!((got.status, got.x_cache()), (200, x_cache), "{ua}");
+        assert_eq!(sha(&got.body), sha(&object_bytes(29, 0, len)));
+        proxy.idle().await;
     }
     assert_eq!(
         origin.requests("/ua").len(),
         4,
-        "2 slices x 2 requests, none stored"
+        "2 slices x 2 variants, each stored once"
     );
     proxy.shutdown().await;
 }

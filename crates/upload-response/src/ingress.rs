@@ -48,18 +48,6 @@ enum Pumped {
     Abandoned,
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
-/// HTTP/2 and HTTP/3 forbid them outright.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 impl UploadResponseService {
     /// Takes the request's place under `max_streams_per_client` ahead of
     /// [`handle`](Self::handle), e.g. before a WebSocket upgrade: put the
@@ -316,11 +304,8 @@ impl Flight {
         };
         let mut response = Response::new(());
         *response.status_mut() = parts.status;
-        for (name, value) in &parts.headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) {
-                response.headers_mut().append(name, value.clone());
-            }
-        }
+        // HTTP/2 and HTTP/3 forbid connection-specific fields (RFC 9110 §7.6.1).
+        *response.headers_mut() = http_pack::hop_by_hop::end_to_end(&parts.headers);
         let tail = Tail {
             watcher,
             pump_rx,

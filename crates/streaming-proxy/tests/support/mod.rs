@@ -88,6 +88,11 @@ pub struct Spec {
     /// gets `Content-Encoding: gzip` (the same bytes: only the label matters
     /// here), like a compressing origin.
     pub vary: Option<String>,
+    /// Further answer headers, sent as they are (e.g. `Set-Cookie`).
+    pub extra: Vec<(String, String)>,
+    /// Answer `Set-Cookie: id=<value of this request header>`: a cookie that
+    /// tells which client's request the answer was made for.
+    pub cookie_echo: Option<String>,
 }
 
 impl Spec {
@@ -102,9 +107,13 @@ impl Spec {
             die_after: None,
             status: 200,
             shift: 0,
-            last_modified: None,
+            // Stored for the heuristic lifetime (RFC 9111 §4.2.2: a tenth of its
+            // age, capped by `default_ttl_secs`), like a static file server's.
+            last_modified: Some("Thu, 01 Jan 2026 00:00:00 GMT".into()),
             auth: None,
             vary: None,
+            extra: Vec::new(),
+            cookie_echo: None,
         }
     }
 
@@ -136,6 +145,8 @@ pub struct OriginState {
     pub specs: Mutex<HashMap<String, Spec>>,
     /// Every request: (path, range header, status answered).
     pub log: Mutex<Vec<(String, Option<String>, u16)>>,
+    /// Every request as received: method, path and query, headers.
+    pub heads: Mutex<Vec<(http::Method, String, http::HeaderMap)>>,
     /// Body bytes handed to connections, all paths.
     pub sent: std::sync::atomic::AtomicU64,
     /// TCP connections accepted.
@@ -305,6 +316,19 @@ impl Origin {
             .collect()
     }
 
+    /// Every request the origin received for `path` (path and query): method
+    /// and headers, in order.
+    pub fn heads(&self, path: &str) -> Vec<(http::Method, http::HeaderMap)> {
+        self.state
+            .heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .map(|(m, _, h)| (m.clone(), h.clone()))
+            .collect()
+    }
+
     /// Stops listening and drops every connection.
     pub fn stop(&self) {
         self.task.abort();
@@ -341,6 +365,13 @@ async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<OriginBody>, Infallible> {
     let path = req.uri().path().to_owned();
+    state.heads.lock().unwrap().push((
+        req.method().clone(),
+        req.uri()
+            .path_and_query()
+            .map_or(path.clone(), |p| p.as_str().to_owned()),
+        req.headers().clone(),
+    ));
     let range = req
         .headers()
         .get("range")
@@ -370,6 +401,16 @@ async fn serve(
     }
     if let Some(cc) = &spec.cache_control {
         builder = builder.header("cache-control", cc);
+    }
+    for (name, value) in &spec.extra {
+        builder = builder.header(name, value);
+    }
+    if let Some(name) = &spec.cookie_echo {
+        let id = req
+            .headers()
+            .get(name)
+            .map_or("none", |v| v.to_str().unwrap());
+        builder = builder.header("set-cookie", format!("id={id}"));
     }
     if let Some(vary) = &spec.vary {
         builder = builder.header("vary", vary);
@@ -403,6 +444,19 @@ async fn serve(
         }
     }
     builder = builder.header("content-type", "application/octet-stream");
+    // Preconditions of another version (RFC 9110 §13.1.1, §13.1.4): 412.
+    let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap());
+    let if_match_fails = header("if-match").is_some_and(|m| spec.etag.as_deref() != Some(m));
+    let unmodified_fails =
+        header("if-unmodified-since").is_some_and(|d| spec.last_modified.as_deref() != Some(d));
+    if if_match_fails || unmodified_fails {
+        log(412);
+        return Ok(builder
+            .status(412)
+            .header("content-length", 0)
+            .body(empty())
+            .unwrap());
+    }
     if spec.status != 200 {
         log(spec.status);
         return Ok(builder

@@ -317,26 +317,23 @@ async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
 /// `host`, the API's own `x-ur-*`, and `expect` (a request-only control
 /// header that curl adds to large uploads).
 pub(crate) fn response_headers(given: &HeaderMap) -> HeaderMap {
-    const DROPPED: [&str; 12] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
+    // Beyond the hop-by-hop fields: credentials and control fields that are the
+    // API's or the request's, never the worker's to answer with.
+    const DROPPED: [&str; 5] = [
         "proxy-authenticate",
         "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
         "authorization",
         "host",
         "expect",
     ];
-    let mut out = HeaderMap::new();
-    for (name, value) in given {
-        let n = name.as_str();
-        if !DROPPED.contains(&n) && !n.starts_with("x-ur-") {
-            out.append(name.clone(), value.clone());
-        }
+    let mut out = http_pack::hop_by_hop::end_to_end(given);
+    let dropped: Vec<_> = out
+        .keys()
+        .filter(|n| DROPPED.contains(&n.as_str()) || n.as_str().starts_with("x-ur-"))
+        .cloned()
+        .collect();
+    for name in dropped {
+        out.remove(name);
     }
     out
 }
