@@ -112,6 +112,45 @@ pub fn unknown_flags(help: &BTreeSet<String>, invocation: &Invocation) -> Vec<St
         .collect()
 }
 
+/// Holds every command line in `deploy` that runs `binary` to the flags the
+/// program at `program` lists in its `--help`: each of `kinds` (e.g.
+/// `Dockerfile`, `.service`, `kubernetes`) must run it at least once, `help`
+/// must list each of `expected` (so a broken `--help` cannot pass), and no
+/// command line may use a flag it does not list. The error says which.
+pub fn check_command_lines(
+    program: &Path,
+    binary: &str,
+    deploy: &Path,
+    kinds: &[&str],
+    expected: &[&str],
+) -> Result<usize, String> {
+    let out = std::process::Command::new(program)
+        .arg("--help")
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} --help: {}", program.display(), out.status));
+    }
+    let help = help_flags(&String::from_utf8_lossy(&out.stdout));
+    if let Some(missing) = expected.iter().find(|f| !help.contains(**f)) {
+        return Err(format!("--help does not list {missing}: {help:?}"));
+    }
+    let found = invocations(deploy, binary)?;
+    for kind in kinds {
+        if !found.iter().any(|i| i.origin.contains(kind)) {
+            let origins: Vec<&str> = found.iter().map(|i| i.origin.as_str()).collect();
+            return Err(format!("no {kind} runs {binary}: {origins:?}"));
+        }
+    }
+    for inv in &found {
+        let unknown = unknown_flags(&help, inv);
+        if !unknown.is_empty() {
+            return Err(format!("{}: unknown flags {unknown:?}", inv.origin));
+        }
+    }
+    Ok(found.len())
+}
+
 fn strings(v: &Value) -> Result<Vec<String>, String> {
     match v {
         Value::Null => Ok(Vec::new()),

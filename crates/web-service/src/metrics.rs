@@ -203,18 +203,19 @@ impl Metrics {
             ),
         ];
         for (name, kind, get, help) in families {
-            let _ = writeln!(
-                out,
-                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} {kind}"
+            let samples = Protocol::ALL.map(|p| {
+                (
+                    format!("{{protocol=\"{}\"}}", p.as_str()),
+                    get(&self.stats(p)),
+                )
+            });
+            write_family(
+                &mut out,
+                &format!("{prefix}{sep}{name}"),
+                kind,
+                help,
+                samples,
             );
-            for p in Protocol::ALL {
-                let _ = writeln!(
-                    out,
-                    "{prefix}{sep}{name}{{protocol=\"{}\"}} {}",
-                    p.as_str(),
-                    get(&self.stats(p))
-                );
-            }
         }
         let slot_families: [SlotFamily; 2] = [
             (
@@ -229,18 +230,15 @@ impl Metrics {
             ),
         ];
         for (name, get, help) in slot_families {
-            let _ = writeln!(
-                out,
-                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} gauge"
+            let samples =
+                Transport::ALL.map(|t| (format!("{{transport=\"{}\"}}", t.as_str()), get(self, t)));
+            write_family(
+                &mut out,
+                &format!("{prefix}{sep}{name}"),
+                "gauge",
+                help,
+                samples,
             );
-            for t in Transport::ALL {
-                let _ = writeln!(
-                    out,
-                    "{prefix}{sep}{name}{{transport=\"{}\"}} {}",
-                    t.as_str(),
-                    get(self, t)
-                );
-            }
         }
         let singles = [
             (
@@ -270,10 +268,13 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in singles {
-            let _ = writeln!(
-                out,
-                "# HELP {prefix}{sep}{name} {help}\n# TYPE {prefix}{sep}{name} counter\n{prefix}{sep}{name} {}",
-                value.load(Relaxed)
+            let samples = [(String::new(), value.load(Relaxed))];
+            write_family(
+                &mut out,
+                &format!("{prefix}{sep}{name}"),
+                "counter",
+                help,
+                samples,
             );
         }
         out
@@ -281,6 +282,21 @@ impl Metrics {
 
     fn counters(&self, protocol: Protocol) -> &Counters {
         &self.protocols[protocol.index()]
+    }
+}
+
+/// Writes one metric family: its `# HELP` and `# TYPE` lines, then one sample
+/// per `(labels, value)`, where `labels` is empty or `{name="value"}`.
+fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
 }
 

@@ -127,13 +127,7 @@ async fn h2_trickled_or_unfinished_header_block_is_cut_at_the_header_timeout() {
         stop.notify_one();
     };
     tokio::join!(slow, others_are_served(&server, Proto::H2c, &stop));
-    assert!(
-        server
-            .metrics
-            .header_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    );
+    assert!(header_timeouts(&server) >= 2);
     server.stop().await;
 }
 
@@ -161,6 +155,28 @@ async fn stream_dropped(send: &mut quinn::SendStream, recv: &mut quinn::RecvStre
             assert!(r.map_or(true, |body| body.is_empty()), "no response expected");
         }
     }
+}
+
+/// Heads cut by the header timeout so far, on every protocol.
+fn header_timeouts(server: &Harness) -> u64 {
+    server
+        .metrics
+        .header_timeouts
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `n` request streams on `quic` that carry one byte of a HEADERS frame, then nothing.
+async fn headless_streams(
+    quic: &quinn::Connection,
+    n: usize,
+) -> Vec<(quinn::SendStream, quinn::RecvStream)> {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let (mut send, recv) = quic.open_bi().await.unwrap();
+        send.write_all(&[HEADERS]).await.unwrap();
+        streams.push((send, recv));
+    }
+    streams
 }
 
 async fn pinging_quic(server: &Harness) -> (quinn::Connection, quinn::Endpoint) {
@@ -205,13 +221,7 @@ async fn h3_trickled_or_unfinished_heads_are_cut_at_the_header_timeout() {
         stop.notify_one();
     };
     tokio::join!(slow, others_are_served(&server, Proto::H3, &stop));
-    assert!(
-        server
-            .metrics
-            .header_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    );
+    assert!(header_timeouts(&server) >= 2);
     server.stop().await;
 }
 
@@ -235,12 +245,7 @@ async fn h3_pinging_connections_are_closed_at_the_idle_timeout_despite_headless_
     .await;
     let (bare, _e1) = pinging_quic(&server).await;
     let (headless, _e2) = pinging_quic(&server).await;
-    let mut streams = Vec::new();
-    for _ in 0..4 {
-        let (mut send, recv) = headless.open_bi().await.unwrap();
-        send.write_all(&[HEADERS]).await.unwrap();
-        streams.push((send, recv));
-    }
+    let _streams = headless_streams(&headless, 4).await;
     let started = Instant::now();
     for quic in [&bare, &headless] {
         let reason = timeout(WAIT, quic.closed())
@@ -262,24 +267,13 @@ async fn h3_headless_streams_of_a_pinging_client_are_cut_with_the_default_header
     let server = Harness::start_with(web_service::ServerConfig::default()).await;
     let (quic, _endpoint) = pinging_quic(&server).await;
     let started = Instant::now();
-    let mut streams = Vec::new();
-    for _ in 0..4 {
-        let (mut send, recv) = quic.open_bi().await.unwrap();
-        send.write_all(&[HEADERS]).await.unwrap();
-        streams.push((send, recv));
-    }
+    let mut streams = headless_streams(&quic, 4).await;
     for (send, recv) in &mut streams {
         timeout(WAIT, stream_dropped(send, recv))
             .await
             .expect("headless stream cut");
     }
     assert!(started.elapsed() >= web_service::ServerConfig::default().header_read_timeout);
-    assert!(
-        server
-            .metrics
-            .header_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4
-    );
+    assert!(header_timeouts(&server) >= 4);
     server.stop().await;
 }
