@@ -283,3 +283,81 @@ async fn stale_entry_without_validators_is_replaced_not_served() {
     assert_eq!(sha(&got.body), sha(&object_bytes(11, 0, 10 * KIB)));
     proxy.shutdown().await;
 }
+
+/// Chunk `i` of the streamed request body: distinct bytes per chunk and method.
+fn body_chunk(seed: u8, i: u8) -> bytes::Bytes {
+    bytes::Bytes::from(object_bytes(seed.wrapping_add(i), 0, 64 * KIB))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_of_other_methods_stream_through_both_ways() {
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let (origin, _dir, proxy, _c) = harness(64 * KIB).await;
+    let mut spec = Spec::new(0, 9);
+    spec.echo = true;
+    origin.add("/echo", spec);
+    type Streamed =
+        http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::convert::Infallible>;
+    let client: Client<_, Streamed> = Client::builder(TokioExecutor::new()).build_http();
+    const CHUNKS: u8 = 16;
+    for (seed, method) in [(10u8, "POST"), (40, "PUT"), (70, "PATCH")] {
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+        });
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}/echo", proxy.addr))
+            .body(BodyExt::boxed_unsync(StreamBody::new(StreamExt::boxed(
+                frames,
+            ))))
+            .unwrap();
+        tx.send(body_chunk(seed, 0)).await.unwrap();
+        let step = std::time::Duration::from_secs(10);
+        let answer = tokio::time::timeout(step, client.request(req))
+            .await
+            .unwrap_or_else(|_| panic!("{method}: no answer head while the body is open"))
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{method}");
+        assert_eq!(field(answer.headers(), "x-cache"), "BYPASS", "{method}");
+        assert_eq!(field(answer.headers(), "x-echo-method"), method);
+        let mut body = answer.into_body();
+        let mut got = Vec::new();
+        // Chunk i+1 is sent only once chunk i came back through the proxy and the
+        // origin: neither direction may wait for the other body's end.
+        for i in 0..CHUNKS {
+            let want = (u64::from(i) + 1) * 64 * KIB;
+            while (got.len() as u64) < want {
+                let frame = tokio::time::timeout(step, body.frame())
+                    .await
+                    .unwrap_or_else(|_| panic!("{method}: chunk {i} not echoed while open"))
+                    .expect("body ended early")
+                    .unwrap();
+                if let Ok(data) = frame.into_data() {
+                    got.extend_from_slice(&data);
+                }
+            }
+            if i + 1 < CHUNKS {
+                tx.send(body_chunk(seed, i + 1)).await.unwrap();
+            }
+        }
+        drop(tx);
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        let sent: Vec<u8> = (0..CHUNKS).flat_map(|i| body_chunk(seed, i)).collect();
+        assert_eq!(sha(&got), sha(&sent), "{method}: echoed bytes");
+        let (seen, _) = origin.heads("/echo").pop().unwrap();
+        assert_eq!(seen.as_str(), method);
+    }
+    proxy.shutdown().await;
+}

@@ -93,6 +93,9 @@ pub struct Spec {
     /// Answer `Set-Cookie: id=<value of this request header>`: a cookie that
     /// tells which client's request the answer was made for.
     pub cookie_echo: Option<String>,
+    /// Answer `200` at once with the request's body streamed back as it arrives
+    /// (any method), and the request's method in `x-echo-method`.
+    pub echo: bool,
 }
 
 impl Spec {
@@ -114,6 +117,7 @@ impl Spec {
             vary: None,
             extra: Vec::new(),
             cookie_echo: None,
+            echo: false,
         }
     }
 
@@ -389,6 +393,15 @@ async fn serve(
         log(404);
         return Ok(Response::builder().status(404).body(empty()).unwrap());
     };
+    if spec.echo {
+        log(200);
+        let method = req.method().as_str().to_owned();
+        let body = req.into_body().map_err(std::io::Error::other).boxed();
+        return Ok(Response::builder()
+            .header("x-echo-method", method)
+            .body(body)
+            .unwrap());
+    }
     let mut builder = Response::builder();
     if let Some(auth) = &spec.auth
         && req
