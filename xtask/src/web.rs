@@ -480,8 +480,14 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
             let mut args = sink.args("rate", proto, subject.rate_path);
             let (conns, count) = (options.conns.to_string(), requests.to_string());
             let body = subject.rate_body.to_string();
+            // One loopback source address per 25 connections: the ingress
+            // limits each client address to 64 streams (`max_streams_per_client`),
+            // and 100 connections are meant as 100 clients, not one over its limit.
+            let sources = options.conns.div_ceil(25).min(255).to_string();
             args.extend(
                 [
+                    "--sources",
+                    &sources,
                     "--conns",
                     &conns,
                     "--requests",

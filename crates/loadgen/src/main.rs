@@ -121,6 +121,21 @@ struct TargetArgs {
     /// PEM file of the CA to trust (required for TLS URLs).
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Act as N clients: connections bind in turn to the loopback source
+    /// addresses 127.0.0.1 ..= 127.0.0.N (a server limiting each address sees
+    /// N clients). 0: the system picks the source.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8))]
+    sources: u8,
+}
+
+impl TargetArgs {
+    /// The client these arguments describe.
+    fn client(&self) -> Result<Client> {
+        let sources = (1..=self.sources)
+            .map(|i| std::net::IpAddr::from([127, 0, 0, i]))
+            .collect();
+        Ok(Client::new(self.proto, &self.url, self.ca.as_deref())?.with_sources(sources))
+    }
 }
 
 fn main() -> ExitCode {
@@ -268,7 +283,7 @@ async fn upload(target: TargetArgs, plan: UploadPlan) -> Result<()> {
         .ok()
         .filter(|c| (1..=64 << 20).contains(c))
         .ok_or_else(|| Error::Argument("--chunk must be 1 byte to 64 MiB".into()))?;
-    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let client = target.client()?;
     let options = UploadOptions {
         bytes,
         chunk,
@@ -341,7 +356,7 @@ async fn get(target: TargetArgs, repeat: u32, range: Option<String>) -> Result<(
             target.proto
         )));
     }
-    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let client = target.client()?;
     let options = GetOptions {
         range: range.clone(),
         hash: true,
@@ -416,7 +431,7 @@ async fn get(target: TargetArgs, repeat: u32, range: Option<String>) -> Result<(
 }
 
 async fn rate(target: TargetArgs, options: RateOptions) -> Result<()> {
-    let client = Client::new(target.proto, &target.url, target.ca.as_deref())?;
+    let client = target.client()?;
     let report = rate::run(&client, &options).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(

@@ -58,9 +58,22 @@ impl MaybeTls {
 /// Connects to `target` over TCP, then TLS when `tls` is given.
 pub async fn connect(target: &Target, tls: Option<&Arc<ClientConfig>>) -> Result<MaybeTls> {
     let addr = target.resolve().await?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(Error::io(format!("connect {addr}")))?;
+    let tcp = match target.source {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(Error::io("create TCP socket"))?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(Error::io(format!("bind TCP source {ip}")))?;
+            socket.connect(addr).await
+        }
+    }
+    .map_err(Error::io(format!("connect {addr}")))?;
     tcp.set_nodelay(true)
         .map_err(Error::io("set TCP_NODELAY"))?;
     let Some(config) = tls else {

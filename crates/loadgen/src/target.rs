@@ -79,6 +79,9 @@ pub struct Target {
     pub authority: String,
     /// Path and query, at least `/`.
     pub path: String,
+    /// Local address connections bind to (`None`: the system picks): lets one
+    /// loadgen act as several clients of a server with per-address limits.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Target {
@@ -123,6 +126,7 @@ impl Target {
             port,
             authority: authority.as_str().to_string(),
             path: path.to_string(),
+            source: None,
         })
     }
 
@@ -138,13 +142,20 @@ impl Target {
 
     /// Resolves the host to the first socket address it names.
     pub async fn resolve(&self) -> Result<SocketAddr> {
-        let mut addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
-            .map_err(Error::io(format!("resolve {}", self.host)))?;
-        addrs.next().ok_or_else(|| Error::Url {
-            url: self.url.clone(),
-            reason: "host resolves to no address".into(),
-        })
+            .map_err(Error::io(format!("resolve {}", self.host)))?
+            .collect();
+        // With a source address, only an address of its family can be reached.
+        let family = |a: &&SocketAddr| self.source.is_none_or(|s| s.is_ipv4() == a.is_ipv4());
+        addrs
+            .iter()
+            .find(family)
+            .copied()
+            .ok_or_else(|| Error::Url {
+                url: self.url.clone(),
+                reason: "host resolves to no address".into(),
+            })
     }
 }
 

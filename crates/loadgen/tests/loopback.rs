@@ -288,3 +288,31 @@ async fn loopback_baselines_move_every_byte() {
         assert!(measured.mib_per_sec() > 0.0);
     }
 }
+
+/// A rate run from one address went over the ingress's per-client stream limit
+/// (429s in the bench): `with_sources` makes each connection bind to the next
+/// source address in turn, so the server sees several clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_take_their_source_addresses_in_turn() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let sources: Vec<std::net::IpAddr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+    let client = Client::new(Proto::H1, &url, None)
+        .unwrap()
+        .with_sources(sources.clone());
+    let accept = tokio::spawn(async move {
+        let mut peers = Vec::new();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (stream, peer) = listener.accept().await.unwrap();
+            peers.push(peer.ip());
+            held.push(stream);
+        }
+        peers
+    });
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(client.connect().await.unwrap());
+    }
+    assert_eq!(accept.await.unwrap(), [sources[0], sources[1], sources[0]]);
+}

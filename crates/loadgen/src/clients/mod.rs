@@ -276,6 +276,9 @@ pub struct Client {
     target: Target,
     tls: Option<Arc<rustls::ClientConfig>>,
     quic: Option<quinn::ClientConfig>,
+    /// Source addresses connections take in turn (empty: the system picks).
+    sources: Arc<[std::net::IpAddr]>,
+    next_source: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Client {
@@ -311,7 +314,30 @@ impl Client {
             target,
             tls: tls.map(Arc::new),
             quic,
+            sources: Arc::from(Vec::new()),
+            next_source: Arc::default(),
         })
+    }
+
+    /// Spreads this client's connections over `sources` in turn (each binds its
+    /// socket to the next one), so that one process is seen as several
+    /// clients by a server that limits each address (e.g. the loopback
+    /// addresses `127.0.0.1`, `127.0.0.2`, ...).
+    pub fn with_sources(mut self, sources: Vec<std::net::IpAddr>) -> Self {
+        self.sources = Arc::from(sources);
+        self
+    }
+
+    /// The target a new connection uses: the URL's, bound to the next source.
+    fn next_target(&self) -> Target {
+        let mut target = self.target.clone();
+        if !self.sources.is_empty() {
+            let i = self
+                .next_source
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            target.source = Some(self.sources[i % self.sources.len()]);
+        }
+        target
     }
 
     /// The protocol this client speaks.
@@ -326,18 +352,19 @@ impl Client {
 
     /// Opens one connection (for WebSocket: the first WebSocket session).
     pub async fn connect(&self) -> Result<Connection> {
+        let target = self.next_target();
         let inner = match self.proto {
             Proto::H1 | Proto::H1Chunked => {
-                Inner::H1(http::connect_h1(&self.target, self.tls.as_ref()).await?)
+                Inner::H1(http::connect_h1(&target, self.tls.as_ref()).await?)
             }
-            Proto::H2 => Inner::H2(http::connect_h2(&self.target, self.tls.as_ref()).await?),
+            Proto::H2 => Inner::H2(http::connect_h2(&target, self.tls.as_ref()).await?),
             Proto::H3 => {
                 let config = self.quic.clone().ok_or_else(|| {
                     Error::Argument("HTTP/3 needs an https:// URL and a CA".into())
                 })?;
-                Inner::H3(quic::connect(&self.target, config).await?)
+                Inner::H3(quic::connect(&target, config).await?)
             }
-            Proto::Ws => Inner::Ws(Some(ws::connect(&self.target, self.tls.as_ref()).await?)),
+            Proto::Ws => Inner::Ws(Some(ws::connect(&target, self.tls.as_ref()).await?)),
         };
         Ok(Connection {
             client: self.clone(),
@@ -389,7 +416,8 @@ impl Connection {
                     Some(stream) => (stream, None),
                     None => {
                         let started = Instant::now();
-                        let stream = ws::connect(&client.target, client.tls.as_ref()).await?;
+                        let stream =
+                            ws::connect(&client.next_target(), client.tls.as_ref()).await?;
                         (stream, Some(started))
                     }
                 };

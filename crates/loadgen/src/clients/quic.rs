@@ -37,11 +37,11 @@ pub struct H3Connection {
 /// Opens a QUIC connection from a fresh UDP socket and starts HTTP/3 on it.
 pub async fn connect(target: &Target, config: quinn::ClientConfig) -> Result<H3Connection> {
     let addr = target.resolve().await?;
-    let any = if addr.is_ipv4() {
+    let any = target.source.unwrap_or(if addr.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
         Ipv6Addr::UNSPECIFIED.into()
-    };
+    });
     let socket = net::udp_socket(SocketAddr::new(any, 0))?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
