@@ -31,7 +31,7 @@ done
 for proto in h1 h2; do
   for path in /echo /remote-echo; do
     echo "== rate $proto $path"
-    $R/loadgen rate --proto $proto --url https://localhost:18443$path $CA --conns 100 --requests 20000 --body-bytes 1K 2>&1 | tail -2
+    $R/loadgen rate --proto $proto --url https://localhost:18443$path $CA --sources 4 --conns 100 --requests 20000 --body-bytes 1K 2>&1 | tail -2
   done
 done
 for path in /echo /remote-echo; do

@@ -418,7 +418,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             OURS,
             None,
             "defaults: slices 1 MiB, L1 256 MiB (memory), L2 10 GiB (disk, page cache), \
-             so the large object's hits come mostly from L2"
+             so the large object's hits come mostly from L2; --no-access-log, as nginx \
+             runs with access_log off"
                 .to_string(),
         ),
         (
@@ -432,7 +433,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     ];
     for (name, l1, setup) in ours {
         let mut cmd = Command::new(release.join("streaming-proxy"));
+        // nginx runs with `access_log off` and Varnish logs to shared memory
+        // only: our access log (a line per request on stderr) would be the one
+        // per-request write the peers do not make.
         cmd.args(["--upstream", &origin.url(""), "--listen", "127.0.0.1:0"])
+            .arg("--no-access-log")
             .arg("--cache-dir")
             .arg(work.join(name).join("cache"));
         if let Some(l1) = l1 {

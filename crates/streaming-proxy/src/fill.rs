@@ -609,6 +609,7 @@ impl Fill {
                 cacheable,
                 stored_at: now,
                 vary,
+                parsed: Default::default(),
             },
         }
     }

@@ -71,8 +71,8 @@ pub fn to_client(origin: &HeaderMap, version: Version) -> HeaderMap {
 /// A fill's or a revalidation's request built from the headers of the client that
 /// started it: its own conditionals and range removed (the proxy asks for what it
 /// stores), identity coding asked for (stored bytes go to every client).
-pub fn for_fill(forwarded: &HeaderMap) -> HeaderMap {
-    let mut headers = forwarded.clone();
+pub fn for_fill(forwarded: HeaderMap) -> HeaderMap {
+    let mut headers = forwarded;
     for name in [
         header::RANGE,
         header::IF_RANGE,

@@ -16,16 +16,22 @@ const HOT: u64 = 1 << 63;
 /// entries), so that many tiny pieces cannot hold far more than the budget says.
 const PIECE_OVERHEAD: u64 = 128;
 
-/// Memory an object's metadata costs: its text plus the maps and `Arc`s holding it.
+/// Memory an object's metadata costs: its text plus the maps and `Arc`s holding it,
+/// and the parsed copy of its headers that its first hit builds
+/// ([`ObjectMeta::stored_map`]), charged up front so that serving an entry
+/// never takes L1 over its budget.
 pub fn meta_charge(meta: &ObjectMeta) -> u64 {
     const ENTRY: u64 = 256;
     const HEADER: u64 = 64;
+    // A `HeaderMap` and its index, and per field its entry and two `Bytes`.
+    const PARSED_MAP: u64 = 128;
+    const PARSED_FIELD: u64 = 96;
     let headers: u64 = meta
         .headers
         .iter()
-        .map(|(n, v)| (n.len() + v.len()) as u64 + HEADER)
+        .map(|(n, v)| 2 * (n.len() + v.len()) as u64 + HEADER + PARSED_FIELD)
         .sum();
-    ENTRY + 2 * meta.key.len() as u64 + headers
+    ENTRY + PARSED_MAP + 2 * meta.key.len() as u64 + headers
 }
 
 /// Which part of an object an order entry stands for.
@@ -270,6 +276,7 @@ mod tests {
             cacheable: true,
             stored_at: 0,
             vary: Vec::new(),
+            parsed: Default::default(),
         })
     }
 
@@ -277,7 +284,7 @@ mod tests {
         Bytes::from(vec![7; n])
     }
 
-    const M: u64 = 256 + 2; // meta_charge of a one-letter key without headers
+    const M: u64 = 256 + 128 + 2; // meta_charge of a one-letter key without headers
     const P: u64 = PIECE_OVERHEAD;
 
     #[test]

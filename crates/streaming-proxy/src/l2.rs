@@ -683,6 +683,7 @@ mod tests {
             cacheable: true,
             stored_at: 1,
             vary: Vec::new(),
+            parsed: Default::default(),
         }
     }
 

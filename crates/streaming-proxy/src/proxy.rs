@@ -262,10 +262,12 @@ impl StreamingProxy {
             };
         }
         let req = Req::new(request.method(), request.headers());
-        let forwarded = forward::to_origin(&request, shared.config.preserve_host);
+        // Built once and turned into the fill's headers: most requests are
+        // answered from the cache or by a fill, and a pass-through (which
+        // needs them as the client sent them) builds them again below.
         let want = Arc::new(Want {
             path,
-            headers: forward::for_fill(&forwarded),
+            headers: forward::for_fill(forward::to_origin(&request, shared.config.preserve_host)),
             directives: req.directives.clone(),
         });
         let key = shared.key_for(&want.path, &want.headers);
@@ -273,6 +275,7 @@ impl StreamingProxy {
         let decision = policy::decide(&req, entry.as_deref(), now_secs(), shared.config.mode);
         let (response, status) = match decision.action {
             Action::PassThrough => {
+                let forwarded = forward::to_origin(&request, shared.config.preserve_host);
                 let (parts, body) = request.into_parts();
                 self.pass_through(&want.path, parts.method, forwarded, body)
                     .await
@@ -778,9 +781,11 @@ enum Revalidation {
 }
 
 fn write_headers(headers: &mut HeaderMap, meta: &ObjectMeta, status: CacheStatus) {
-    for (n, v) in &meta.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(n.as_str()), HeaderValue::from_str(v)) {
-            headers.append(n, v);
+    if headers.is_empty() {
+        headers.clone_from(meta.stored_map());
+    } else {
+        for (n, v) in meta.stored_map() {
+            headers.append(n, v.clone());
         }
     }
     // Answers from storage say how old they are; a miss relays the origin's own.

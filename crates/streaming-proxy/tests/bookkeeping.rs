@@ -44,6 +44,7 @@ fn meta(i: usize) -> ObjectMeta {
         cacheable: true,
         stored_at: 1,
         vary: Vec::new(),
+        parsed: Default::default(),
     }
 }
 

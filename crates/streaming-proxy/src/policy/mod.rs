@@ -170,7 +170,7 @@ pub fn decide(req: &Req, entry: Option<&ObjectMeta>, now: u64, mode: Mode) -> De
     if mode == Mode::Replay {
         return decision(Action::Serve(reply), Hit);
     }
-    let stored = Directives::of(&entry.header_map());
+    let stored = Directives::of(entry.stored_map());
     let f = Freshness::of(entry, now);
     let strict = must_revalidate(&stored);
     // §5.2.1.1 max-age, §5.2.1.3 min-fresh: limits the client puts on freshness.
@@ -238,7 +238,7 @@ pub fn after_revalidation(req: &Req, entry: &ObjectMeta, outcome: Outcome, now: 
         ),
         Outcome::Changed => decision(Action::Fetch, CacheStatus::Miss),
         Outcome::Failed(status) => {
-            let stored = Directives::of(&entry.header_map());
+            let stored = Directives::of(entry.stored_map());
             let f = Freshness::of(entry, now);
             // RFC 5861 §4 grants stale-if-error; must-revalidate takes it back
             // (§4.2.4: "MUST NOT generate a stale response" it forbids), and then

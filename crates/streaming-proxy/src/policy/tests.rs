@@ -42,6 +42,7 @@ fn stored(fields: &[(&str, &str)]) -> Option<ObjectMeta> {
         cacheable: true,
         stored_at: T0,
         vary: Vec::new(),
+        parsed: Default::default(),
     })
 }
 
