@@ -397,8 +397,9 @@ impl StreamingProxy {
         let index = req.ask.range.map_or(0, |r| r.first_byte_hint()) / shared.config.slice_size;
         match fill::open(shared, want, index, true, None).await {
             Err(e) => said(e.status(), CacheStatus::Miss, &e.to_string()),
-            Ok(Source::Piece { .. }) => {
-                // Stored between the lookup and the open: a hit after all.
+            Ok(Source::Piece { .. } | Source::Own) => {
+                // Stored between the lookup and the open: a hit after all (or
+                // partly stored, the rest fetched by the response itself).
                 match shared
                     .cache
                     .meta(&shared.key_for(&want.path, &want.headers))

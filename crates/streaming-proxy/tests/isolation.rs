@@ -1,0 +1,149 @@
+//! Slow readers are isolated: behind an origin without range support (one fill for
+//! the whole object), a client reading at 20 KB/s does not delay a client reading
+//! at full speed, and memory stays bounded, with a small L1 and with the defaults.
+//! The memory tests take turns (one lock) and reset the peak before measuring, so
+//! each figure is its own.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use sha2::{Digest, Sha256};
+use streaming_proxy::ProxyConfig;
+use support::*;
+
+const MIB: u64 = 1024 * 1024;
+const LEN: u64 = 256 * MIB;
+/// What the slow client reads per second.
+const SLOW_RATE: f64 = 20_000.0;
+/// Generous: alone the fast client takes a few seconds; the bug made it get
+/// nothing in 60 s.
+const BOUND: Duration = Duration::from_secs(120);
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Reads `url` a frame at a time, sleeping after each so it averages `SLOW_RATE`,
+/// until `stop`; returns the bytes read and their sha256.
+async fn throttled_read(
+    client: TestClient,
+    url: String,
+    started: tokio::sync::oneshot::Sender<()>,
+    stop: Arc<AtomicBool>,
+) -> (u64, String, bool) {
+    let req = http::Request::get(url).body(Empty::new()).unwrap();
+    let answer = client.request(req).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let (mut hasher, mut read, mut error) = (Sha256::new(), 0u64, false);
+    let mut started = Some(started);
+    while !stop.load(Ordering::SeqCst) {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let Ok(frame) = frame else {
+            error = true;
+            break;
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        hasher.update(&data);
+        read += data.len() as u64;
+        if let Some(tx) = started.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::sleep(Duration::from_secs_f64(data.len() as f64 / SLOW_RATE)).await;
+    }
+    (read, hex::encode(hasher.finalize()), error)
+}
+
+/// One slow and one fast client of a 256 MiB object from a no-range origin;
+/// returns the fast client's time and the peak memory growth in KiB.
+async fn slow_and_fast(config: impl FnOnce(&Origin, &std::path::Path) -> ProxyConfig) -> u64 {
+    let _turn = TURN.lock().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&origin, dir.path());
+    let l1 = config.l1_bytes;
+    let proxy = Proxy::start(config).await;
+    origin.add("/big", Spec::new(LEN, 7).no_ranges());
+    let want = object_sha(7, LEN);
+    reset_peak_rss();
+    let before = peak_rss_kib();
+
+    let url = format!("http://{}/big", proxy.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started, first_byte) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn(throttled_read(client(), url, started, stop.clone()));
+    first_byte.await.unwrap();
+
+    let t0 = Instant::now();
+    let fast = tokio::time::timeout(BOUND, get_hashed(&client(), &proxy, "/big"))
+        .await
+        .expect("a slow client must not stall a fast one");
+    let took = t0.elapsed();
+    assert_eq!(
+        (fast.0, fast.2.as_str(), fast.3, fast.4),
+        (200, want.as_str(), LEN, false)
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    let (read, hash, error) = slow.await.unwrap();
+    assert!(!error, "the slow client's body failed after {read} bytes");
+    assert!(read > 0);
+    assert_eq!(
+        hash,
+        sha(&object_bytes(7, 0, read)),
+        "slow client's first {read} bytes"
+    );
+    let grown = peak_rss_kib().saturating_sub(before);
+    let metrics = proxy.proxy.metrics().render();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("streaming_proxy_{name}")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    println!(
+        "l1 {} MiB: fast client {took:?}; slow client read {read} bytes; peak memory grew {} MiB; {}; {}; origin requests {}",
+        l1 / MIB,
+        grown / 1024,
+        counter("lapped_readers"),
+        counter("reader_own_fetches"),
+        origin.requests("/big").len()
+    );
+    // L1, the fill's ring (at most 2 slices), queued disk writes (8 pieces), the
+    // slices in flight and the buffers of origin and clients. Measured: 31 MiB
+    // with a 16 MiB L1, 271 MiB with the default 256 MiB L1 (its cold pieces fill it).
+    let bound = l1 / 1024 + 64 * 1024;
+    assert!(
+        grown < bound,
+        "peak memory grew by {grown} KiB (bound {bound} KiB)"
+    );
+    proxy.shutdown().await;
+    took.as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_of_a_whole_object_fill_does_not_stall_a_fast_one_small_l1() {
+    slow_and_fast(|origin, dir| ProxyConfig {
+        l1_bytes: 16 * MIB,
+        ..config(origin, dir, MIB)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_of_a_whole_object_fill_does_not_stall_a_fast_one_default_config() {
+    slow_and_fast(|origin, dir| ProxyConfig {
+        upstream: origin.url(),
+        cache_dir: dir.to_owned(),
+        ..ProxyConfig::default()
+    })
+    .await;
+}
