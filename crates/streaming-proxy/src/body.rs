@@ -37,6 +37,9 @@ pub(crate) struct RangeBody {
     /// This body's own origin fetch of the rest of its range, once a slice it
     /// needed could neither be followed nor stored.
     own: Option<OwnFetch>,
+    /// A whole-object fill (origin without ranges) lapped this body: slices the
+    /// cache lost are fetched by this body, not by new whole-object fills.
+    lapped: bool,
     failed: bool,
 }
 
@@ -79,6 +82,7 @@ impl RangeBody {
             ahead: None,
             prefetched: None,
             own: None,
+            lapped: false,
             failed: false,
         }
     }
@@ -98,8 +102,8 @@ impl RangeBody {
         // Stored pieces too: one on disk is read (and checked) while this one is
         // being sent; one in memory costs a task and nothing else.
         let (shared, want) = (self.shared.clone(), self.want.clone());
-        let may_fetch = self.may_fetch;
-        let open = async move { fill::open(&shared, &want, index, may_fetch, None).await };
+        let (may_fetch, lapped) = (self.may_fetch, self.lapped);
+        let open = async move { fill::open(&shared, &want, index, may_fetch, None, lapped).await };
         self.ahead = Some((index, tokio::spawn(open)));
     }
 
@@ -116,9 +120,16 @@ impl RangeBody {
                 Err(e) => Err(broken(format!("prefetch of slice {index} failed: {e}"))),
             };
         }
-        fill::open(&self.shared, &self.want, index, self.may_fetch, avoid)
-            .await
-            .map_err(broken)
+        fill::open(
+            &self.shared,
+            &self.want,
+            index,
+            self.may_fetch,
+            avoid,
+            self.lapped,
+        )
+        .await
+        .map_err(broken)
     }
 
     /// Into a streaming HTTP body; an error ends the body abnormally (reset or
@@ -314,6 +325,9 @@ impl RangeBody {
                             // The fill went on without this reader: the slice's
                             // piece (or an own fetch) takes over from `pos`.
                             self.shared.metrics.lapped_readers.inc();
+                            self.lapped |= head.body_offset == 0
+                                && head.body_end == head.meta.total
+                                && head.meta.slices() > 1;
                             avoid = Some(reader.id());
                             self.source = None;
                         }

@@ -22,7 +22,8 @@
 //! (`ReadError::Evicted`), or a late joiner of a ring that already wrapped, waits
 //! for its slice to be complete and continues from the stored piece; if the piece
 //! could not be kept (no room in L1 and L2), [`Source::Own`] tells it to fetch the
-//! rest itself. Only the one reader of an answer that is not stored is registered
+//! rest itself (so does a later missing slice, once a whole-object fill lapped it:
+//! another whole-object fill would lose the pieces it needs again). Only the one reader of an answer that is not stored is registered
 //! ([`Follow::Paced`]): nothing could replace bytes it missed, and it is the only
 //! one the fetch serves, so the fetch follows its pace like a pass-through. Rings
 //! are sized to hold a whole slice in typical chunk sizes, so a late joiner of a
@@ -273,20 +274,24 @@ impl Fills {
 /// Opens the bytes of slice `index` of `key`: a stored piece, a fill in progress, or
 /// (if `may_fetch`) a new fill. `avoid` is a stream the caller could not read (the
 /// ring lapped it): the caller then waits for the slice to be complete and uses its
-/// piece, or [`Source::Own`] when the piece could not be stored.
+/// piece, or [`Source::Own`] when the piece could not be stored. `lapped` says the
+/// caller was lapped by a whole-object fill of this object before: a missing piece
+/// is then [`Source::Own`] too, since a new fill of a no-range origin would fetch
+/// the whole object again only to lose the pieces this caller needs once more.
 pub(crate) async fn open(
     shared: &Arc<Shared>,
     want: &Arc<Want>,
     index: u64,
     may_fetch: bool,
     mut avoid: Option<StreamId>,
+    lapped: bool,
 ) -> Result<Source, OpenError> {
     // A stream obtained by waiting for one to be freed, used on the next turn.
     let mut spare: Option<StreamWriter> = None;
     // A fill of this slice was lapped by (or wrapped before) the caller: the slice
     // is complete, so a missing piece means the cache could not keep it, and a
     // new fill would only store it again for nobody.
-    let lost = avoid.is_some();
+    let lost = lapped || avoid.is_some();
     // Each turn either returns or sees a fill end; a few turns cover the races
     // (fill finishing between the checks, piece evicted right after being stored,
     // waiting for a free stream).

@@ -62,8 +62,9 @@ async fn throttled_read(
 }
 
 /// One slow and one fast client of a 256 MiB object from a no-range origin;
-/// returns the fast client's time and the peak memory growth in KiB.
-async fn slow_and_fast(config: impl FnOnce(&Origin, &std::path::Path) -> ProxyConfig) -> u64 {
+/// prints the fast client's time (and, for comparison, its time alone) and the
+/// peak memory growth.
+async fn slow_and_fast(config: impl FnOnce(&Origin, &std::path::Path) -> ProxyConfig) {
     let _turn = TURN.lock().await;
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -125,8 +126,14 @@ async fn slow_and_fast(config: impl FnOnce(&Origin, &std::path::Path) -> ProxyCo
         grown < bound,
         "peak memory grew by {grown} KiB (bound {bound} KiB)"
     );
+    // For comparison only (the bound above is the assertion): a fast client alone
+    // on another object of the same size.
+    origin.add("/alone", Spec::new(LEN, 8).no_ranges());
+    let t0 = Instant::now();
+    let alone = get_hashed(&client(), &proxy, "/alone").await;
+    assert_eq!((alone.0, alone.3), (200, LEN));
+    println!("fast client alone: {:?}", t0.elapsed());
     proxy.shutdown().await;
-    took.as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,4 +153,93 @@ async fn slow_client_of_a_whole_object_fill_does_not_stall_a_fast_one_default_co
         ..ProxyConfig::default()
     })
     .await;
+}
+
+/// The `lapped_readers` and `reader_own_fetches` counters.
+fn lap_counters(proxy: &Proxy) -> (u64, u64) {
+    let metrics = proxy.proxy.metrics().render();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("streaming_proxy_{name}_total ")))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    (value("lapped_readers"), value("reader_own_fetches"))
+}
+
+/// A proxy that cannot keep a no-range object's pieces: L2 off, L1 far smaller
+/// than the object.
+async fn forgetful_proxy(origin: &Origin, dir: &std::path::Path) -> Proxy {
+    Proxy::start(ProxyConfig {
+        l1_bytes: 8 * MIB,
+        l2_bytes: 0,
+        ..config(origin, dir, MIB)
+    })
+    .await
+}
+
+/// A reader the ring lapped whose slice the cache could not keep fetches the rest
+/// of its range itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lapped_reader_whose_slice_was_not_kept_fetches_the_rest_itself() {
+    let _turn = TURN.lock().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = forgetful_proxy(&origin, dir.path()).await;
+    let len = 48 * MIB;
+    origin.add("/lapped", Spec::new(len, 9).no_ranges());
+    let url = format!("http://{}/lapped", proxy.addr);
+    let (_, mut body) = read_first_frame(&client(), &url).await;
+    // The fill runs to its end meanwhile, and L1 keeps only its last slices.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rest = Vec::new();
+    while let Some(frame) = tokio::time::timeout(BOUND, body.frame()).await.unwrap() {
+        let data = frame.expect("no error end").into_data().unwrap_or_default();
+        rest.extend_from_slice(&data);
+    }
+    // The first frame went to `read_first_frame`: the rest is the object's end.
+    let from = len - rest.len() as u64;
+    assert!(from > 0 && from < MIB, "first frame of {from} bytes");
+    assert_eq!(sha(&rest), sha(&object_bytes(9, from, len)));
+    assert_eq!(lap_counters(&proxy), (1, 1));
+    assert_eq!(
+        origin.requests("/lapped").len(),
+        2,
+        "the shared fill and this reader's own fetch"
+    );
+    proxy.shutdown().await;
+}
+
+/// A reader at 8 MB/s behind an origin without ranges, with pieces the cache cannot
+/// keep: it used to start a new whole-object fill (a refetch of all 64 MiB) for a
+/// slice it found missing after having been lapped once, before fetching for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_reader_does_not_refetch_a_no_range_object_for_each_lost_slice() {
+    let _turn = TURN.lock().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = forgetful_proxy(&origin, dir.path()).await;
+    let len = 64 * MIB;
+    origin.add("/t", Spec::new(len, 10).no_ranges());
+    let url = format!("http://{}/t", proxy.addr);
+    let req = http::Request::get(url).body(Empty::new()).unwrap();
+    let mut body = client().request(req).await.unwrap().into_body();
+    let (mut hasher, mut read) = (Sha256::new(), 0u64);
+    while let Some(frame) = tokio::time::timeout(BOUND, body.frame()).await.unwrap() {
+        let data = frame.expect("no error end").into_data().unwrap_or_default();
+        read += data.len() as u64;
+        hasher.update(&data);
+        tokio::time::sleep(Duration::from_secs_f64(data.len() as f64 / 8e6)).await;
+    }
+    assert_eq!(read, len);
+    assert_eq!(hex::encode(hasher.finalize()), object_sha(10, len));
+    let (lapped, own) = lap_counters(&proxy);
+    println!("lapped {lapped}, own fetches {own}");
+    assert_eq!(
+        origin.requests("/t").len() as u64,
+        1 + own,
+        "the shared fill and this reader's own fetches only"
+    );
+    assert!(own <= 1, "{own} own fetches");
+    proxy.shutdown().await;
 }
