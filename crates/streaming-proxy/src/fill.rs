@@ -254,12 +254,13 @@ pub(crate) fn abort_status(reason: AbortReason) -> StatusCode {
 impl Fills {
     /// A table whose streams hold about a `slice_size` slice each.
     pub fn new(max_fills: usize, slice_size: u64) -> Result<Self, chunk_cache::ConfigError> {
-        // Two full slots per slice: a ring holds one slice of 32 KiB chunks and at
-        // most two slices' worth of bytes, whatever the chunks. Nothing needs more:
-        // a reader the ring laps goes on from the stored piece, and the ring of a
-        // whole-object fill, sized by positions, would otherwise hold up to 64
-        // slices of an object streaming in full slots.
-        let slots = usize::try_from(2 * slice_size / SLOT_SIZE as u64)
+        // One ring position per 16 KiB of slice: a ring holds a slice of 16 KiB
+        // chunks (a common origin chunk), so late joiners of a slice fill usually
+        // read it from its start, and at most four slices' worth of bytes (full
+        // 64 KiB slots). Nothing needs more: a reader the ring laps goes on from
+        // the stored piece. (One position per KiB made the ring of a whole-object
+        // fill streaming in full slots hold up to 64 slices.)
+        let slots = usize::try_from(slice_size / (16 * 1024))
             .unwrap_or(usize::MAX / 2)
             .max(62)
             + 2;
