@@ -166,6 +166,22 @@ impl RangeBody {
             .await
             .map_err(broken)?;
         let (parts, body) = answer.into_parts();
+        if parts.status == StatusCode::PRECONDITION_FAILED {
+            // As for a fill: the stored version is gone at the origin (unless a
+            // newer one was stored meanwhile).
+            let key = &self.meta.key;
+            let version = self.meta.version();
+            if self
+                .shared
+                .cache
+                .meta(key)
+                .is_some_and(|m| m.version() == version)
+            {
+                tracing::info!(%key, "origin object changed: stored version dropped");
+                self.shared.cache.purge(key).await;
+            }
+            return Err(broken("origin object changed during the response"));
+        }
         let field = |name: header::HeaderName| {
             parts
                 .headers
@@ -254,6 +270,9 @@ impl RangeBody {
             match source {
                 Source::Own => {
                     self.source = None;
+                    if !self.may_fetch {
+                        return Some(Err(broken(OpenError::NotCached)));
+                    }
                     if let Err(e) = self.start_own().await {
                         return Some(Err(e));
                     }

@@ -243,3 +243,56 @@ async fn throttled_reader_does_not_refetch_a_no_range_object_for_each_lost_slice
     assert!(own <= 1, "{own} own fetches");
     proxy.shutdown().await;
 }
+
+/// A reader's own fetch is pinned to the version it started with: after the
+/// origin's object changed it ends in an error, having sent only old bytes, and
+/// the old version is no longer stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_fetch_after_a_version_change_ends_in_an_error_not_mixed_bytes() {
+    let _turn = TURN.lock().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = forgetful_proxy(&origin, dir.path()).await;
+    let len = 48 * MIB;
+    origin.add("/flip", Spec::new(len, 13).no_ranges());
+    let url = format!("http://{}/flip", proxy.addr);
+    let req = http::Request::get(url).body(Empty::new()).unwrap();
+    let mut body = client().request(req).await.unwrap().into_body();
+    let mut got = body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+        .to_vec();
+    origin.update("/flip", |s| {
+        s.seed = 14;
+        s.etag = Some("\"v14\"".into());
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut error = false;
+    while let Some(frame) = tokio::time::timeout(BOUND, body.frame()).await.unwrap() {
+        match frame {
+            Ok(f) => got.extend_from_slice(&f.into_data().unwrap_or_default()),
+            Err(_) => {
+                error = true;
+                break;
+            }
+        }
+    }
+    let (lapped, own) = lap_counters(&proxy);
+    println!(
+        "read {} of {len}, error {error}, lapped {lapped}, own {own}",
+        got.len()
+    );
+    assert!(error && (got.len() as u64) < len, "an error end");
+    assert_eq!(
+        sha(&got),
+        sha(&object_bytes(13, 0, got.len() as u64)),
+        "only v13 bytes"
+    );
+    assert_eq!(own, 1);
+    assert!(proxy.proxy.cache().meta("/flip").is_none(), "v13 dropped");
+    proxy.shutdown().await;
+}
