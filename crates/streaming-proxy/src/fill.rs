@@ -23,11 +23,14 @@
 //! for its slice to be complete and continues from the stored piece; if the piece
 //! could not be kept (no room in L1 and L2), [`Source::Own`] tells it to fetch the
 //! rest itself (so does a later missing slice, once a whole-object fill lapped it:
-//! another whole-object fill would lose the pieces it needs again). Only the one reader of an answer that is not stored is registered
-//! ([`Follow::Paced`]): nothing could replace bytes it missed, and it is the only
-//! one the fetch serves, so the fetch follows its pace like a pass-through. Rings
-//! are sized to hold a whole slice in typical chunk sizes, so a late joiner of a
-//! slice fill can usually read it from its first byte.
+//! another whole-object fill would lose the pieces it needs again). Only the one
+//! reader of an answer that is not stored is registered ([`Follow::Paced`]):
+//! nothing could replace bytes it missed, and it is the only one the fetch serves,
+//! so the fetch follows its pace like a pass-through. Rings are sized to hold a
+//! whole slice in typical chunk sizes, so a late joiner of a slice fill can
+//! usually read it from its first byte. The lease a detached reader holds keeps a
+//! finished fill's ring allocated until that reader has read it (see the
+//! limits in docs/streaming-proxy.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
