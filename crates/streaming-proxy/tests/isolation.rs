@@ -118,10 +118,13 @@ async fn slow_and_fast(config: impl FnOnce(&Origin, &std::path::Path) -> ProxyCo
         counter("reader_own_fetches"),
         origin.requests("/big").len()
     );
-    // L1, the fill's ring (at most 2 slices), queued disk writes (8 pieces), the
-    // slices in flight and the buffers of origin and clients. Measured: 31 MiB
-    // with a 16 MiB L1, 271 MiB with the default 256 MiB L1 (its cold pieces fill it).
-    let bound = l1 / 1024 + 64 * 1024;
+    // L1, the fill's ring (at most 4 slices), queued disk writes (8 pieces), the
+    // slices in flight and the buffers of origin and clients; the allowance is
+    // large_4gib.rs's. Measured with a 16 MiB L1: mostly 30-35 MiB, up to 82 MiB
+    // in some runs (freed pieces the allocator keeps: disk reads and writes run
+    // on many threads); 268-276 MiB with the default 256 MiB L1 (its cold
+    // pieces fill it).
+    let bound = l1 / 1024 + 2 * 1024 + 96 * 1024;
     assert!(
         grown < bound,
         "peak memory grew by {grown} KiB (bound {bound} KiB)"
