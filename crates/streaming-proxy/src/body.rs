@@ -1,15 +1,20 @@
 //! Response bodies: the requested byte range assembled slice by slice from stored
 //! pieces and fills in progress, the next slice opened while the current one streams.
+//! A body the fill's ring lapped goes on from the stored pieces, or from an origin
+//! fetch of its own when its slice could not be stored (see `fill`'s docs).
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use chunk_cache::{ReadError, SlotKind, StreamId, StreamReader};
+use chunk_cache::{ReadError, SlotKind, StreamId};
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
 use tokio::task::JoinHandle;
 use web_service::Body;
 
-use crate::fill::{self, OpenError, Source, Want, abort_status};
+use crate::fill::{self, Follow, OpenError, Source, Want, abort_status};
 use crate::meta::ObjectMeta;
 use crate::proxy::Shared;
 
@@ -29,8 +34,25 @@ pub(crate) struct RangeBody {
     ahead: Option<(u64, JoinHandle<Result<Source, OpenError>>)>,
     /// Highest slice index a prefetch was started for.
     prefetched: Option<u64>,
+    /// This body's own origin fetch of the rest of its range, once a slice it
+    /// needed could neither be followed nor stored.
+    own: Option<OwnFetch>,
+    /// A whole-object fill (origin without ranges) lapped this body: slices the
+    /// cache lost are fetched by this body, not by new whole-object fills.
+    lapped: bool,
     failed: bool,
 }
+
+/// An origin answer read by one body only, for bytes the cache could not keep.
+struct OwnFetch {
+    body: hyper::body::Incoming,
+    /// Object offset of the next byte `body` gives.
+    next: u64,
+}
+
+/// Largest frame cut from a stored piece: a slow client then holds its write (and
+/// its idle timer) for a frame's worth of bytes, not a whole slice's.
+const PIECE_FRAME: usize = 64 * 1024;
 
 fn broken(what: impl std::fmt::Display) -> io::Error {
     io::Error::other(what.to_string())
@@ -59,6 +81,8 @@ impl RangeBody {
             source: first,
             ahead: None,
             prefetched: None,
+            own: None,
+            lapped: false,
             failed: false,
         }
     }
@@ -78,8 +102,8 @@ impl RangeBody {
         // Stored pieces too: one on disk is read (and checked) while this one is
         // being sent; one in memory costs a task and nothing else.
         let (shared, want) = (self.shared.clone(), self.want.clone());
-        let may_fetch = self.may_fetch;
-        let open = async move { fill::open(&shared, &want, index, may_fetch, None).await };
+        let (may_fetch, lapped) = (self.may_fetch, self.lapped);
+        let open = async move { fill::open(&shared, &want, index, may_fetch, None, lapped).await };
         self.ahead = Some((index, tokio::spawn(open)));
     }
 
@@ -96,9 +120,16 @@ impl RangeBody {
                 Err(e) => Err(broken(format!("prefetch of slice {index} failed: {e}"))),
             };
         }
-        fill::open(&self.shared, &self.want, index, self.may_fetch, avoid)
-            .await
-            .map_err(broken)
+        fill::open(
+            &self.shared,
+            &self.want,
+            index,
+            self.may_fetch,
+            avoid,
+            self.lapped,
+        )
+        .await
+        .map_err(broken)
     }
 
     /// Into a streaming HTTP body; an error ends the body abnormally (reset or
@@ -116,9 +147,105 @@ impl RangeBody {
         }))
     }
 
+    /// Starts this body's own fetch of `[pos, end)`, pinned to the object's version
+    /// (a no-range origin answers the whole object: the bytes before `pos` are skipped).
+    async fn start_own(&mut self) -> Result<(), io::Error> {
+        self.shared.metrics.own_fetches.inc();
+        let mut headers = self.want.headers.clone();
+        let range = format!("bytes={}-{}", self.pos, self.end - 1);
+        if let Ok(value) = HeaderValue::from_str(&range) {
+            headers.insert(header::RANGE, value);
+        }
+        if let Some((name, value)) = fill::version_condition(&self.meta) {
+            headers.insert(name, value);
+        }
+        let answer = self
+            .shared
+            .upstream
+            .send(Method::GET, &self.want.path, headers, Body::empty())
+            .await
+            .map_err(broken)?;
+        let (parts, body) = answer.into_parts();
+        if parts.status == StatusCode::PRECONDITION_FAILED {
+            // As for a fill: the stored version is gone at the origin (unless a
+            // newer one was stored meanwhile).
+            let key = &self.meta.key;
+            let version = self.meta.version();
+            if self
+                .shared
+                .cache
+                .meta(key)
+                .is_some_and(|m| m.version() == version)
+            {
+                tracing::info!(%key, "origin object changed: stored version dropped");
+                self.shared.cache.purge(key).await;
+            }
+            return Err(broken("origin object changed during the response"));
+        }
+        let field = |name: header::HeaderName| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        // Another version would splice foreign bytes into this response.
+        if field(header::ETAG).as_deref() != self.meta.etag()
+            || field(header::LAST_MODIFIED).as_deref() != self.meta.last_modified()
+        {
+            return Err(broken("origin object changed during the response"));
+        }
+        let length = field(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let next = match parts.status {
+            StatusCode::PARTIAL_CONTENT => match fill::content_range(&parts.headers) {
+                Some((start, _, total)) if Some(total) == self.meta.total && start <= self.pos => {
+                    start
+                }
+                _ => return Err(broken("origin answered a different range")),
+            },
+            StatusCode::OK if length.is_none_or(|l| Some(l) == self.meta.total) => 0,
+            status => return Err(broken(format!("origin answered {status}"))),
+        };
+        self.own = Some(OwnFetch { body, next });
+        Ok(())
+    }
+
+    /// The next bytes of this body's own fetch.
+    async fn own_chunk(&mut self) -> Option<Result<Bytes, io::Error>> {
+        let idle = Duration::from_secs(self.shared.config.upstream_body_idle_secs);
+        let own = self.own.as_mut()?;
+        loop {
+            let data = match tokio::time::timeout(idle, own.body.frame()).await {
+                Err(_) => return Some(Err(broken("origin body idle"))),
+                Ok(None) => return Some(Err(broken("origin body ended short"))),
+                Ok(Some(Err(e))) => return Some(Err(broken(e))),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            self.shared
+                .metrics
+                .bytes_from_origin
+                .inc_by(data.len() as u64);
+            let (from, len) = (own.next, data.len() as u64);
+            own.next += len;
+            if from + len <= self.pos {
+                continue; // before the range: skip
+            }
+            let to = (from + len).min(self.end);
+            let out = data.slice((self.pos - from) as usize..(to - from) as usize);
+            self.pos = to;
+            return Some(Ok(out));
+        }
+    }
+
     async fn next_chunk(&mut self) -> Option<Result<Bytes, io::Error>> {
         let mut avoid = None;
         while self.pos < self.end {
+            if self.own.is_some() {
+                return self.own_chunk().await;
+            }
             let index = self.pos / self.slice_size;
             if self.source.is_none() {
                 match self.open(index, avoid.take()).await {
@@ -127,15 +254,13 @@ impl RangeBody {
                 }
             }
             // Only when this source stops at the slice border. A whole-object fill
-            // (origin without ranges) goes on past it by itself, and a prefetch
-            // would register a second, unread reader on that very stream: once its
-            // ring wrapped, the fill would wait for that reader and this body for
-            // the fill (seen as a hang in the late-joiner test).
+            // (origin without ranges) goes on past it by itself: opening the next
+            // slice would only follow that very stream a second time.
             let next = (index + 1).saturating_mul(self.slice_size);
             let stops = match &self.source {
                 Some(Source::Piece { .. }) => true,
                 Some(Source::Tail { head, .. }) => head.body_end.is_some_and(|e| e <= next),
-                None => false,
+                Some(Source::Own) | None => false,
             };
             // Started once this source has given good bytes: a source that fails
             // at once (origin answering another range) must not cost a second fetch.
@@ -143,20 +268,33 @@ impl RangeBody {
                 continue;
             };
             match source {
-                Source::Piece { bytes, start } => {
-                    let (bytes, start) = (bytes.clone(), *start);
-                    let len = bytes.len() as u64;
+                Source::Own => {
                     self.source = None;
+                    if !self.may_fetch {
+                        return Some(Err(broken(OpenError::NotCached)));
+                    }
+                    if let Err(e) = self.start_own().await {
+                        return Some(Err(e));
+                    }
+                }
+                Source::Piece { bytes, start } => {
+                    let (start, len) = (*start, bytes.len() as u64);
                     if self.pos < start || self.pos >= start + len {
+                        self.source = None;
                         return Some(Err(broken("stored piece does not cover the range")));
                     }
-                    let to = (start + len).min(self.end);
+                    let to = (start + len)
+                        .min(self.end)
+                        .min(self.pos + PIECE_FRAME as u64);
                     let out = bytes.slice((self.pos - start) as usize..(to - start) as usize);
                     self.shared
                         .metrics
                         .bytes_from_cache
                         .inc_by(out.len() as u64);
                     self.pos = to;
+                    if to == start + len || to == self.end {
+                        self.source = None;
+                    }
                     if stops {
                         self.prefetch(index + 1);
                     }
@@ -203,6 +341,12 @@ impl RangeBody {
                             self.source = None;
                         }
                         Err(ReadError::Evicted { .. }) => {
+                            // The fill went on without this reader: the slice's
+                            // piece (or an own fetch) takes over from `pos`.
+                            self.shared.metrics.lapped_readers.inc();
+                            self.lapped |= head.body_offset == 0
+                                && head.body_end == head.meta.total
+                                && head.meta.slices() > 1;
                             avoid = Some(reader.id());
                             self.source = None;
                         }
@@ -222,7 +366,7 @@ impl RangeBody {
 }
 
 /// The body of a relayed (uncacheable) answer: every body slot of the fill's stream.
-pub(crate) fn relay_body(reader: StreamReader) -> Body {
+pub(crate) fn relay_body(reader: Follow) -> Body {
     Body::from_stream(futures_util::stream::unfold(
         Some(reader),
         |reader| async move {

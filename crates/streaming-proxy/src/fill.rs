@@ -3,18 +3,34 @@
 //!
 //! The coalescing rule follows pingora's cache lock: the first miss opens a stream,
 //! registers it in the fill table and spawns the fill in its own task, so the fill
-//! outlives the client that started it; later misses for the same slice register a
-//! reader on the same stream, get the bytes already fetched and tail the rest. A fill
-//! that fails aborts its stream: readers see `ReadError::Aborted`, never a clean end
-//! (pingora issue 932), and the table entry is removed so the next miss tries again.
+//! outlives the client that started it; later misses for the same slice follow the
+//! same stream, get the bytes already fetched and tail the rest. A fill that fails
+//! aborts its stream: readers see `ReadError::Aborted`, never a clean end (pingora
+//! issue 932), and the table entry is removed so the next miss tries again.
 //!
 //! Stream layout: slot 1 is an empty headers slot, then raw body bytes, then the
 //! end marker. The fill's [`StreamHead`] is not in the stream: it is a typed value
 //! in the fill's state, published before slot 1 is written, so a reader that has
-//! read slot 1 finds it there. Rings are sized to hold a whole slice in typical chunk sizes so a
-//! late joiner of a slice fill can always read from its first byte; if the ring did
-//! wrap (tiny chunks, or a whole-object fill) the joiner waits for the fill to finish
-//! and reads the stored pieces instead.
+//! read slot 1 finds it there.
+//!
+//! Slow readers are isolated: readers of a stored (cacheable) answer follow the
+//! stream *detached* ([`Follow::Detached`]: a lease keeps the ring, no cursor the
+//! writer respects), so a fill proceeds at the origin's pace whatever its readers
+//! do. A fill cuts its data at slice borders and stores each complete slice as a
+//! piece (a whole-object fill from an origin without ranges too), and its state
+//! says up to where its slices are complete. A reader the ring laps
+//! (`ReadError::Evicted`), or a late joiner of a ring that already wrapped, waits
+//! for its slice to be complete and continues from the stored piece; if the piece
+//! could not be kept (no room in L1 and L2), [`Source::Own`] tells it to fetch the
+//! rest itself (so does a later missing slice, once a whole-object fill lapped it:
+//! another whole-object fill would lose the pieces it needs again). Only the one
+//! reader of an answer that is not stored is registered ([`Follow::Paced`]):
+//! nothing could replace bytes it missed, and it is the only one the fetch serves,
+//! so the fetch follows its pace like a pass-through. Rings are sized to hold a
+//! whole slice in typical chunk sizes, so a late joiner of a slice fill can
+//! usually read it from its first byte. The lease a detached reader holds keeps a
+//! finished fill's ring allocated until that reader has read it (see the
+//! limits in docs/streaming-proxy.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +38,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chunk_cache::{
-    AbortReason, ChunkCache, ReadError, SlotKind, StreamId, StreamReader, StreamWriter,
+    AbortReason, ChunkCache, ReadError, Slot, SlotKind, StreamId, StreamLease, StreamReader,
+    StreamWriter,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
@@ -80,6 +97,99 @@ struct FillState {
     phase: Phase,
     /// The origin's answer head, once it arrived (kept after the fill ends).
     head: Option<Arc<StreamHead>>,
+    /// Object offset below which every slice this fill covers is complete and was
+    /// offered to the cache (stored, unless the cache had no room for it).
+    complete_to: u64,
+}
+
+/// A reader's view of a fill's state: whether its slice is complete yet.
+struct FillWatch(watch::Receiver<FillState>);
+
+impl FillWatch {
+    /// Waits until the slice holding object offset `pos` is complete (its piece
+    /// offered to the cache) or the fill has ended; false if the fill failed.
+    async fn slice_complete(&mut self, pos: u64, slice_size: u64) -> bool {
+        let end = (pos / slice_size + 1).saturating_mul(slice_size);
+        let state = self
+            .0
+            .wait_for(|s| {
+                let total = s.head.as_ref().and_then(|h| h.meta.total);
+                s.complete_to >= total.map_or(end, |t| t.min(end))
+                    || !matches!(s.phase, Phase::Streaming(_))
+            })
+            .await;
+        state.is_ok_and(|s| !matches!(s.phase, Phase::Failed(_)))
+    }
+}
+
+/// How a reader follows a fill's stream.
+pub(crate) enum Follow {
+    /// Registered: the fill waits for this reader once its ring is full. Only the
+    /// one reader of an answer that is not stored follows this way.
+    Paced(StreamReader),
+    /// Not registered (a lease keeps the ring): the fill never waits for it, and
+    /// a reader the ring laps gets `ReadError::Evicted`.
+    Detached {
+        streams: ChunkCache,
+        lease: StreamLease,
+        next: u64,
+    },
+}
+
+impl Follow {
+    /// Follows stream `id` from slot 1 if none of its body slots was overwritten
+    /// yet; `Ok(None)` if the ring already wrapped (the bytes it starts with are gone).
+    fn join(streams: &ChunkCache, id: StreamId) -> Result<Option<Self>, chunk_cache::StreamError> {
+        let lease = streams.lease(id)?;
+        if streams.oldest_retained(id)? > 2 {
+            return Ok(None);
+        }
+        Ok(Some(Self::Detached {
+            streams: streams.clone(),
+            lease,
+            next: 1,
+        }))
+    }
+
+    /// Stops holding the writer back: the reader goes on from where it is.
+    fn detach(self, streams: &ChunkCache) -> Self {
+        match self {
+            Self::Paced(reader) => match streams.lease(reader.id()) {
+                Ok(lease) => Self::Detached {
+                    streams: streams.clone(),
+                    lease,
+                    next: reader.position(),
+                },
+                // Released: nothing left to read; the registered reader reports it.
+                Err(_) => Self::Paced(reader),
+            },
+            detached => detached,
+        }
+    }
+
+    /// The stream followed.
+    pub fn id(&self) -> StreamId {
+        match self {
+            Self::Paced(reader) => reader.id(),
+            Self::Detached { lease, .. } => lease.id(),
+        }
+    }
+
+    /// The next slot, waiting for it.
+    pub async fn next(&mut self) -> Result<Slot, ReadError> {
+        match self {
+            Self::Paced(reader) => reader.next().await,
+            Self::Detached {
+                streams,
+                lease,
+                next,
+            } => {
+                let slot = streams.wait(lease.id(), *next).await?;
+                *next += 1;
+                Ok(slot)
+            }
+        }
+    }
 }
 
 // One `Arc` of the key per fill, shared by all its entries (a whole-object fill has
@@ -97,9 +207,12 @@ pub(crate) struct Fills {
 pub(crate) enum Source {
     /// A stored piece starting at object offset `start`.
     Piece { bytes: Bytes, start: u64 },
+    /// The slice's fill could not be followed and its piece is not stored (the
+    /// cache had no room for it): the reader fetches the bytes itself.
+    Own,
     /// A fill in progress (or just finished) whose head has been read.
     Tail {
-        reader: StreamReader,
+        reader: Follow,
         head: Box<StreamHead>,
         /// Object offset of the next body byte the reader returns.
         next: u64,
@@ -142,11 +255,15 @@ pub(crate) fn abort_status(reason: AbortReason) -> StatusCode {
 }
 
 impl Fills {
-    /// A table whose streams can hold a whole `slice_size` slice each.
+    /// A table whose streams hold about a `slice_size` slice each.
     pub fn new(max_fills: usize, slice_size: u64) -> Result<Self, chunk_cache::ConfigError> {
-        // One ring position per KiB of slice: origin chunks are rarely smaller, so a
-        // slice fill's ring does not wrap and late joiners read it from its start.
-        let slots = usize::try_from(slice_size / 1024)
+        // One ring position per 16 KiB of slice: a ring holds a slice of 16 KiB
+        // chunks (a common origin chunk), so late joiners of a slice fill usually
+        // read it from its start, and at most four slices' worth of bytes (full
+        // 64 KiB slots). Nothing needs more: a reader the ring laps goes on from
+        // the stored piece. (One position per KiB made the ring of a whole-object
+        // fill streaming in full slots hold up to 64 slices.)
+        let slots = usize::try_from(slice_size / (16 * 1024))
             .unwrap_or(usize::MAX / 2)
             .max(62)
             + 2;
@@ -159,17 +276,26 @@ impl Fills {
 }
 
 /// Opens the bytes of slice `index` of `key`: a stored piece, a fill in progress, or
-/// (if `may_fetch`) a new fill. `avoid` is a stream the caller could not read (its ring
-/// wrapped): the caller then waits for that fill to end and uses the stored pieces.
+/// (if `may_fetch`) a new fill. `avoid` is a stream the caller could not read (the
+/// ring lapped it): the caller then waits for the slice to be complete and uses its
+/// piece, or [`Source::Own`] when the piece could not be stored. `lapped` says the
+/// caller was lapped by a whole-object fill of this object before: a missing piece
+/// is then [`Source::Own`] too, since a new fill of a no-range origin would fetch
+/// the whole object again only to lose the pieces this caller needs once more.
 pub(crate) async fn open(
     shared: &Arc<Shared>,
     want: &Arc<Want>,
     index: u64,
     may_fetch: bool,
     mut avoid: Option<StreamId>,
+    lapped: bool,
 ) -> Result<Source, OpenError> {
     // A stream obtained by waiting for one to be freed, used on the next turn.
     let mut spare: Option<StreamWriter> = None;
+    // A fill of this slice was lapped by (or wrapped before) the caller: the slice
+    // is complete, so a missing piece means the cache could not keep it, and a
+    // new fill would only store it again for nobody.
+    let lost = lapped || avoid.is_some();
     // Each turn either returns or sees a fill end; a few turns cover the races
     // (fill finishing between the checks, piece evicted right after being stored,
     // waiting for a free stream).
@@ -194,6 +320,9 @@ pub(crate) async fn open(
                     if !may_fetch {
                         return Err(OpenError::NotCached);
                     }
+                    if lost {
+                        return Ok(Source::Own);
+                    }
                     let writer = match spare.take() {
                         Some(writer) => writer,
                         None => match shared.fills.streams.try_open() {
@@ -202,6 +331,9 @@ pub(crate) async fn open(
                         },
                     };
                     let id = writer.id();
+                    // Registered until its head says whether the answer is stored
+                    // (then `read_head` detaches it): a reader of an answer that is
+                    // not stored must not miss a byte.
                     let reader = shared
                         .fills
                         .streams
@@ -210,6 +342,7 @@ pub(crate) async fn open(
                     let (tx, rx) = watch::channel(FillState {
                         phase: Phase::Streaming(id),
                         head: None,
+                        complete_to: 0,
                     });
                     table.insert((shared_key.clone(), index), rx.clone());
                     let fill = Fill {
@@ -222,7 +355,7 @@ pub(crate) async fn open(
                         rx: rx.clone(),
                     };
                     tokio::spawn(fill.run());
-                    Some((rx, Some(reader)))
+                    Some((rx, Some(Follow::Paced(reader))))
                 }
             }
         };
@@ -244,26 +377,31 @@ pub(crate) async fn open(
                 let phase = rx.borrow_and_update().phase;
                 match phase {
                     Phase::Streaming(id) if Some(id) != avoid => {
-                        match shared.fills.streams.register_reader(id) {
-                            // A late reader starts at the oldest slot still held
-                            // (chunk-cache never blocks the writer on a slot it
-                            // already freed); a tail must start at the head, so a
-                            // wrapped fill is waited for and its pieces read instead.
-                            Ok(reader) if reader.position() > 1 => {
+                        match Follow::join(&shared.fills.streams, id) {
+                            Ok(Some(follow)) => follow,
+                            // A tail must start at the head: the bytes of a wrapped
+                            // ring are read from the pieces instead.
+                            Ok(None) => {
                                 avoid = Some(id);
                                 continue;
                             }
-                            Ok(reader) => reader,
                             Err(_) => continue, // released: finished, pieces stored
                         }
                     }
                     Phase::Streaming(_) => {
-                        // Wait for the fill we could not tail to finish.
-                        let _ = rx
-                            .wait_for(|s| !matches!(s.phase, Phase::Streaming(_)))
-                            .await;
-                        avoid = None;
-                        continue;
+                        // Only this slice is waited for, never the whole fill.
+                        let slice = shared.config.slice_size;
+                        let mut watch = FillWatch(rx);
+                        if !watch.slice_complete(index * slice, slice).await {
+                            continue; // failed: the next turn sees it
+                        }
+                        if let Some(meta) = shared.cache.meta(key)
+                            && let Some(bytes) = shared.cache.get_piece(key, index).await
+                        {
+                            let start = index * meta.slice_size;
+                            return Ok(Source::Piece { bytes, start });
+                        }
+                        return Ok(Source::Own);
                     }
                     Phase::Done => continue,
                     Phase::Failed(status) => return Err(OpenError::Origin(status)),
@@ -271,7 +409,7 @@ pub(crate) async fn open(
             }
         };
         let started = reader_is_new;
-        let source = read_head(reader, &rx, started).await?;
+        let source = read_head(&shared.fills.streams, reader, &rx, started).await?;
         if let Source::Tail { head, .. } = &source
             && !started
             && !shareable(head, want)
@@ -294,7 +432,8 @@ fn shareable(head: &StreamHead, want: &Want) -> bool {
 }
 
 async fn read_head(
-    mut reader: StreamReader,
+    streams: &ChunkCache,
+    mut reader: Follow,
     state: &watch::Receiver<FillState>,
     started: bool,
 ) -> Result<Source, OpenError> {
@@ -309,6 +448,11 @@ async fn read_head(
         .clone()
         .filter(|_| slot.kind == SlotKind::Headers)
         .ok_or(OpenError::Origin(StatusCode::BAD_GATEWAY))?;
+    if head.meta.cacheable {
+        // Stored as it streams: whatever this reader misses is in the pieces, so
+        // it must never hold the fill (or the other readers) back.
+        reader = reader.detach(streams);
+    }
     Ok(Source::Tail {
         reader,
         next: head.body_offset,
@@ -494,6 +638,9 @@ impl Fill {
                 }
             }
             offset += data.len() as u64;
+            let complete_to = completed
+                .last()
+                .map(|(i, bytes)| i * slice + bytes.len() as u64);
             // Memory first, so a request arriving once this slice's bytes are out
             // finds it stored; the disk write waits until readers have the bytes.
             completed.retain(|(i, bytes)| {
@@ -501,6 +648,10 @@ impl Fill {
                     .cache
                     .put_piece_memory(&self.key, *i, version, bytes.clone())
             });
+            if let Some(to) = complete_to {
+                // Readers the ring lapped continue from these pieces.
+                self.tx.send_modify(|s| s.complete_to = to);
+            }
             while !data.is_empty() {
                 let part = data.split_to(data.len().min(SLOT_SIZE));
                 self.writer
@@ -617,7 +768,7 @@ impl Fill {
 
 /// The condition that pins a fetch to `meta`'s version: `If-Match` with a strong
 /// `ETag`, else `If-Unmodified-Since` with `Last-Modified`.
-fn version_condition(meta: &ObjectMeta) -> Option<(header::HeaderName, HeaderValue)> {
+pub(crate) fn version_condition(meta: &ObjectMeta) -> Option<(header::HeaderName, HeaderValue)> {
     if let Some(etag) = meta.etag().filter(|e| !e.trim_start().starts_with("W/")) {
         return Some((header::IF_MATCH, HeaderValue::from_str(etag).ok()?));
     }
@@ -629,7 +780,7 @@ fn version_condition(meta: &ObjectMeta) -> Option<(header::HeaderName, HeaderVal
 }
 
 /// `Content-Range: bytes s-e/total` as `(s, e, total)`.
-fn content_range(headers: &HeaderMap) -> Option<(u64, u64, u64)> {
+pub(crate) fn content_range(headers: &HeaderMap) -> Option<(u64, u64, u64)> {
     let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
     let (s, e) = range.split_once('-')?;

@@ -36,6 +36,10 @@ metrics! {
     bytes_from_cache: Counter = "served_from_cache_bytes", "Body bytes served from stored pieces";
     /// Body bytes received from the origin by fills.
     bytes_from_origin: Counter = "received_from_origin_bytes", "Body bytes received from the origin";
+    /// Readers of a fill its ring lapped (they continue from the stored pieces).
+    lapped_readers: Counter = "lapped_readers", "Fill readers the ring lapped, continued from stored pieces";
+    /// Origin fetches of their own by lapped readers whose slice was not stored.
+    own_fetches: Counter = "reader_own_fetches", "Origin fetches by readers whose slice could not be stored";
     /// Origin fetches in progress.
     fills_in_progress: Gauge = "fills_in_progress", "Origin fetches in progress";
     /// Pieces served from memory (L1).

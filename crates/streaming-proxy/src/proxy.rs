@@ -398,10 +398,11 @@ impl StreamingProxy {
     async fn fetch(&self, req: &Req, want: &Arc<Want>) -> Answered {
         let shared = &self.shared;
         let index = req.ask.range.map_or(0, |r| r.first_byte_hint()) / shared.config.slice_size;
-        match fill::open(shared, want, index, true, None).await {
+        match fill::open(shared, want, index, true, None, false).await {
             Err(e) => said(e.status(), CacheStatus::Miss, &e.to_string()),
-            Ok(Source::Piece { .. }) => {
-                // Stored between the lookup and the open: a hit after all.
+            Ok(Source::Piece { .. } | Source::Own) => {
+                // Stored between the lookup and the open: a hit after all (or
+                // partly stored, the rest fetched by the response itself).
                 match shared
                     .cache
                     .meta(&shared.key_for(&want.path, &want.headers))
@@ -500,7 +501,7 @@ impl StreamingProxy {
         // a 502/504 rather than a 200 whose body breaks at once.
         let mut source = None;
         if !replay && sends_body && !self.shared.cache.has_piece(&meta.key, first) {
-            match fill::open(&self.shared, want, first, true, None).await {
+            match fill::open(&self.shared, want, first, true, None, false).await {
                 Ok(Source::Tail { head, .. })
                     if head.meta.status == StatusCode::PRECONDITION_FAILED.as_u16() =>
                 {

@@ -64,6 +64,12 @@ pub fn peak_rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Resets this process's peak resident memory to its current value (Linux
+/// `clear_refs`), so a test measures its own peak, not an earlier test's.
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
 /// How the origin serves one path.
 #[derive(Clone, Debug)]
 pub struct Spec {
