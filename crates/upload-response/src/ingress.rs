@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info_span};
 use web_service::ConnInfo;
 
 use crate::UploadResponseService;
+use crate::chunk_signatures::ChunkSignatures;
 use crate::clients::{Admission, ClientPermit};
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::IngressError;
@@ -78,7 +79,10 @@ impl UploadResponseService {
         };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
         // S3 uploads: workers see the decoded, verified body (docs/s3.md).
-        let res = match crate::s3_body::prepare(req) {
+        let config = &self.inner.config;
+        let window = config.slots_per_stream.saturating_mul(config.slot_size());
+        let capacity = crate::chunk_signatures::capacity(window);
+        let res = match crate::s3_body::prepare(req, capacity) {
             Err(rejection) => rejection.response(),
             Ok((req, verdict)) => {
                 let res = self.handle_inner(req, transport).instrument(span).await;
@@ -126,6 +130,7 @@ impl UploadResponseService {
         // Before any stream is allocated: a client over its share never
         // takes a stream another client could use.
         let mut parts = parts;
+        let signatures = parts.extensions.remove::<ChunkSignatures>();
         let admitted = match Admission::take(&mut parts.extensions) {
             Some(admitted) => Ok(admitted),
             None => self.inner.clients.admit_conn(&parts.extensions),
@@ -179,6 +184,7 @@ impl UploadResponseService {
             }),
             readers: Mutex::new(Default::default()),
             hold: Mutex::new(Some(hold)),
+            signatures,
             _leases: (req_lease, resp_lease),
         });
         lock(&self.inner.streams).insert(id.as_u64(), entry.clone());

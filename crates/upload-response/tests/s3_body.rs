@@ -382,3 +382,57 @@ async fn a_body_split_inside_chunk_lines_decodes_the_same() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(reader.await.unwrap(), payload);
 }
+
+/// S3's rule: every signed chunk but the last is at least 8192 bytes. A
+/// signed body with a shorter chunk followed by more data is `400
+/// InvalidChunkSizeError` and the worker sees an abort; the same short
+/// chunk as the last one, or in an unsigned body, is fine.
+#[tokio::test]
+async fn a_short_signed_chunk_that_is_not_the_last_is_invalid_chunk_size_error() {
+    let payload = data(20_000);
+    let len = payload.len().to_string();
+    let signed = |mode: &'static str| {
+        vec![
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", len.as_str()),
+            ("x-amz-content-sha256", mode),
+        ]
+    };
+    let headers = signed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let (status, text, seen) = send(put(chunked(&payload, 8191, Some(SIG), &[]), &headers)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("<Code>InvalidChunkSizeError</Code>"),
+        "{text}"
+    );
+    let outcome = seen.unwrap().outcome;
+    assert!(matches!(outcome, Err(TailError::Aborted(_))), "{outcome:?}");
+
+    // 8192, 8192, then a short last chunk: valid.
+    let (status, text, _) = send(put(chunked(&payload, 8192, Some(SIG), &[]), &headers)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Unsigned chunks carry no such rule here.
+    let (status, text, _) = send(put(
+        chunked(&payload, 1000, None, &[]),
+        &signed("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// A signed body whose chunk lines lack `chunk-signature` would leave a gap
+/// in the record a worker verifies: refused, never recorded with a hole.
+#[tokio::test]
+async fn a_signed_body_with_an_unsigned_chunk_is_refused() {
+    let payload = data(10_000);
+    let len = payload.len().to_string();
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", len.as_str()),
+        ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    ];
+    let (status, text, seen) = send(put(chunked(&payload, 9000, None, &[]), &headers)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
+    assert!(matches!(seen.unwrap().outcome, Err(TailError::Aborted(_))));
+}
