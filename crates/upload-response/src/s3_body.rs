@@ -8,6 +8,11 @@
 //! request stream (workers see `Aborted`) and leaves its [`Rejection`] in the
 //! shared [`Verdict`], from which the ingress answers the client with an
 //! S3-style XML error instead of its generic `400`.
+//!
+//! A signed body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`) also
+//! records its chunk signatures, unverified, for workers
+//! (`chunk_signatures.rs`, `Job::chunk_signatures`); the ingress enforces
+//! S3's 8192-byte minimum for signed chunks, which bounds that record.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
