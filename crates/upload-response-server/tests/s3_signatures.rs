@@ -299,7 +299,7 @@ async fn a_remote_worker_verifies_the_sigv4_chain_over_the_worker_api() {
 /// oldest index kept, never a page with a gap; an unknown stream is `404`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_reader_behind_the_bound_gets_410_not_a_gap() {
-    // A 4 x 8 KiB window: the record keeps 32 KiB / 8 KiB + 8 = 12 chunks.
+    // 4 slots of 8 KiB: the record keeps (4 + 1) x 8 KiB / 8 KiB + 8 = 13 chunks.
     let server = TestServer::start(|cli| {
         cli.slot_size_kb = Some(8);
         cli.slots_per_stream = Some(4);
@@ -323,7 +323,7 @@ async fn a_signature_reader_behind_the_bound_gets_410_not_a_gap() {
             chunk.unwrap();
         }
         let late = get_signatures(api, job.stream_id(), 0).await;
-        let kept = get_signatures(api, job.stream_id(), 29).await;
+        let kept = get_signatures(api, job.stream_id(), 28).await;
         let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::new())]);
         job.respond(StatusCode::NO_CONTENT, &HeaderMap::new(), chunks)
             .await
@@ -340,12 +340,12 @@ async fn a_signature_reader_behind_the_bound_gets_410_not_a_gap() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let ((status, headers, _), (kept_status, _, kept)) = worker.await.unwrap();
     assert_eq!(status, StatusCode::GONE);
-    assert_eq!(headers["x-ur-oldest"], "29");
+    assert_eq!(headers["x-ur-oldest"], "28");
     assert_eq!(kept_status, StatusCode::OK);
     let page: serde_json::Value = serde_json::from_slice(&kept).unwrap();
-    assert_eq!(page["records"].as_array().unwrap().len(), 12);
-    assert_eq!(page["records"][0]["index"], 29);
-    assert_eq!(page["records"][0]["offset"], 29 * 8192);
+    assert_eq!(page["records"].as_array().unwrap().len(), 13);
+    assert_eq!(page["records"][0]["index"], 28);
+    assert_eq!(page["records"][0]["offset"], 28 * 8192);
     assert_eq!(page["complete"], true);
     server.stop().await;
 }

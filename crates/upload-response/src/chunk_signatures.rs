@@ -10,14 +10,14 @@
 //! [`ChunkSignatures`] (in process: `Job::chunk_signatures`; remote: `GET
 //! /v1/streams/{id}/signatures`).
 //!
-//! The record is a ring of at most `slots_per_stream * slot_size / 8192 + 8`
-//! entries ([`capacity`]): every signed chunk but the last is at least 8192
-//! bytes (S3's rule, enforced by the ingress), and the request stream never
-//! runs more than its slot window ahead of its slowest reader, so a worker
-//! that reads the signatures of the chunks it has read never loses one. A
-//! reader that falls further behind gets [`SignatureError::Evicted`], never a
-//! silent gap. Only signed bodies get a record, and its ring grows as
-//! chunks arrive.
+//! The record is a ring of at most `(slots_per_stream + 1) * slot_size / 8192
+//! + 8` entries ([`capacity`]): every signed chunk but the last is at least
+//! 8192 bytes (S3's rule, enforced by the ingress), and the decoder never
+//! runs more than the stream's slot window ahead of its slowest reader, so a
+//! worker that reads the signatures of the bytes it has received (or reads
+//! them concurrently with the body) never loses one. A reader that falls
+//! further behind gets [`SignatureError::Evicted`], never a silent gap. Only
+//! signed bodies get a record, and its ring grows as chunks arrive.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,11 +27,16 @@ use crate::entry::lock;
 /// The smallest size of a signed chunk other than the last (S3's rule).
 pub const MIN_SIGNED_CHUNK: u64 = 8192;
 
-/// The most records a signed stream keeps for a window of `window` bytes:
-/// one per minimal chunk in the window, plus slack for the chunk being
-/// decoded, the pump's partly filled slot and the final empty chunk.
-pub(crate) fn capacity(window: usize) -> usize {
-    window / MIN_SIGNED_CHUNK as usize + 8
+/// The most records a signed stream of `slots_per_stream` slots of
+/// `slot_size` bytes keeps. The decoder runs at most `slots_per_stream *
+/// slot_size` decoded bytes ahead of what the slowest body reader has
+/// received (the ring holds `slots_per_stream - 1` body slots, the pump one
+/// more in hand while it waits to publish), and a reader that reads the
+/// records of the bytes it received lags them by up to one more slot. At
+/// most one chunk starts per 8192 of those bytes; 8 covers the chunk being
+/// decoded, the one the reader is inside and the empty final chunk.
+pub(crate) fn capacity(slots_per_stream: usize, slot_size: usize) -> usize {
+    slots_per_stream.saturating_add(1).saturating_mul(slot_size) / MIN_SIGNED_CHUNK as usize + 8
 }
 
 /// One signed chunk as the client framed it.
@@ -355,6 +360,7 @@ mod tests {
 
     #[test]
     fn the_bound_covers_the_window_in_minimal_chunks() {
-        assert_eq!(capacity(64 * 256 * 1024), 64 * 32 + 8);
+        // The defaults: 64 slots of 64 KiB.
+        assert_eq!(capacity(64, 64 * 1024), 65 * 8 + 8);
     }
 }

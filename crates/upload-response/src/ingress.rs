@@ -81,8 +81,8 @@ impl UploadResponseService {
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
         // S3 uploads: workers see the decoded, verified body (docs/s3.md).
         let config = &self.inner.config;
-        let window = config.slots_per_stream.saturating_mul(config.slot_size());
-        let capacity = crate::chunk_signatures::capacity(window);
+        let capacity =
+            crate::chunk_signatures::capacity(config.slots_per_stream, config.slot_size());
         let res = match crate::s3_body::prepare(req, capacity) {
             Err(rejection) => rejection.response(),
             Ok((req, verdict)) => {

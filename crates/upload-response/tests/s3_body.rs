@@ -436,3 +436,62 @@ async fn a_signed_body_with_an_unsigned_chunk_is_refused() {
     assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
     assert!(matches!(seen.unwrap().outcome, Err(TailError::Aborted(_))));
 }
+
+/// The record of chunk signatures is bounded (`(slots_per_stream + 1) *
+/// slot_size / 8192 + 8`, here 5 x 64 KiB / 8 KiB + 8 = 48 records) yet a
+/// worker that reads the records of the bytes it has received loses none,
+/// on a body of 512 minimal chunks that keeps the window full (the worker
+/// is the slower). With `slots_per_stream * slot_size / 8192 - 4` records
+/// this reader was evicted at record 0 (40 had been pushed).
+#[tokio::test]
+async fn a_signature_reader_keeping_pace_with_the_body_loses_no_record() {
+    let config = UploadResponseConfig {
+        slot_size_kb: 64,
+        slots_per_stream: 4,
+        ..UploadResponseConfig::default()
+    };
+    let service = UploadResponseService::new(config).unwrap();
+    let worker = service.worker("s3", Route::prefix("/"));
+    let reader = tokio::spawn(async move {
+        let mut job = worker.next_job().await;
+        let mut signatures = job.chunk_signatures().expect("a signed body");
+        let mut body = job.body();
+        let (mut received, mut covered, mut records) = (0u64, 0u64, 0u64);
+        while let Some(chunk) = body.chunk().await {
+            received += chunk.unwrap().len() as u64;
+            // Slower than the client: the ingress runs a whole window ahead.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            while covered < received {
+                let record = signatures
+                    .next()
+                    .await
+                    .expect("a record for every byte")
+                    .expect("never evicted");
+                assert_eq!((record.index, record.offset), (records, covered));
+                covered += record.len;
+                records += 1;
+            }
+        }
+        let last = signatures.next().await.unwrap().unwrap();
+        assert_eq!((last.offset, last.len), (covered, 0), "the final chunk");
+        assert!(signatures.next().await.is_none(), "then the end");
+        let out = job
+            .respond(StatusCode::NO_CONTENT, &HeaderMap::new())
+            .await
+            .unwrap();
+        out.finish().await.unwrap();
+        records + 1
+    });
+    let payload = data(512 * 8192);
+    let len = payload.len().to_string();
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", len.as_str()),
+        ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    ];
+    let res = service
+        .handle(put(chunked(&payload, 8192, Some(SIG), &[]), &headers))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(reader.await.unwrap(), 513);
+}
