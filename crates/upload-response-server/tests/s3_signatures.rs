@@ -349,3 +349,150 @@ async fn a_signature_reader_behind_the_bound_gets_410_not_a_gap() {
     assert_eq!(page["complete"], true);
     server.stop().await;
 }
+
+/// Over a real connection: a signed chunk under 8192 bytes that is not the
+/// last is S3's `400 InvalidChunkSizeError`, and the worker reading the
+/// body sees it aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undersized_signed_chunk_is_400_invalid_chunk_size_error() {
+    let server = TestServer::start(|_| {}).await;
+    let worker = server
+        .running
+        .service
+        .worker("sigv4", Route::prefix("/bucket"));
+    let task = tokio::spawn(async move {
+        let mut job = worker.next_job().await;
+        let mut body = job.body();
+        while let Some(chunk) = body.chunk().await {
+            if let Err(e) = chunk {
+                return Err(e);
+            }
+        }
+        Ok(())
+    });
+    let data = payload(30_000);
+    let (status, body) = send(
+        server.running.http.unwrap(),
+        false,
+        signed_put(&data, 8000, SIGNED, None),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body.unwrap()).into_owned();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("<Code>InvalidChunkSizeError</Code>"),
+        "{body}"
+    );
+    let outcome = task.await.unwrap();
+    assert!(
+        matches!(outcome, Err(upload_response::TailError::Aborted(_))),
+        "{outcome:?}"
+    );
+    server.stop().await;
+}
+
+/// The route long-polls: a call for a record that has not come yet waits
+/// for it (here: until the client sends the next chunk line), and an empty
+/// page comes back when `wait_ms` runs out first. No token: `401`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signatures_route_waits_for_the_next_record() {
+    let server = TestServer::start(|_| {}).await;
+    let api = server.running.worker_api.unwrap();
+    let worker = server
+        .running
+        .service
+        .worker("sigv4", Route::prefix("/bucket"));
+
+    let data = payload(3 * 8192);
+    let mut pieces = sigv4::sign_body(&Signer::example(), "canonical", &data, 8192, &[], None)
+        .body
+        .freeze();
+    // Chunk 0 (an 87-byte line, 8192 bytes, CRLF) and part of chunk 1's
+    // line, then the rest once the worker asks.
+    let first = pieces.split_to(8192 + 100);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
+    tx.send(Ok(http_body::Frame::data(first))).await.unwrap();
+    let body = http_body_util::StreamBody::new(Box::pin(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+    )));
+    let req = Request::put("/bucket/key")
+        .header("host", "localhost")
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-content-sha256", SIGNED)
+        .header("x-amz-decoded-content-length", data.len())
+        .body(body)
+        .unwrap();
+    let io = TokioIo::new(
+        TcpStream::connect(server.running.http.unwrap())
+            .await
+            .unwrap(),
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let client = tokio::spawn(async move { sender.send_request(req).await.unwrap().status() });
+
+    let mut job = worker.next_job().await;
+    let id = job.stream_id();
+    let call = |query: String, token: bool| async move {
+        let io = TokioIo::new(TcpStream::connect(api).await.unwrap());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::get(format!("/v1/streams/{id}/signatures?{query}"))
+            .header("host", "worker-api");
+        if token {
+            req = req.header("authorization", format!("Bearer {TOKEN}"));
+        }
+        let response = sender
+            .send_request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).ok(),
+        )
+    };
+    assert_eq!(
+        call("from=0".into(), false).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, page) = call("from=0".into(), true).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.unwrap();
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    assert_eq!(page["complete"], false);
+    let (_, page) = call("from=1&wait_ms=50".into(), true).await;
+    assert_eq!(
+        page.unwrap()["records"].as_array().unwrap().len(),
+        0,
+        "timed out"
+    );
+
+    let waiting = tokio::spawn(call("from=1&max=1&wait_ms=10000".into(), true));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "no record 1 yet: the call waits");
+    tx.send(Ok(http_body::Frame::data(pieces))).await.unwrap();
+    drop(tx);
+    let (status, page) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting call answers when the record comes")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let page = page.unwrap();
+    assert_eq!(page["records"][0]["index"], 1);
+    assert_eq!(page["records"][0]["offset"], 8192);
+
+    let mut body = job.body();
+    while let Some(chunk) = body.chunk().await {
+        chunk.unwrap();
+    }
+    let out = job
+        .respond(StatusCode::NO_CONTENT, &HeaderMap::new())
+        .await
+        .unwrap();
+    out.finish().await.unwrap();
+    assert_eq!(client.await.unwrap(), StatusCode::NO_CONTENT);
+    server.stop().await;
+}
