@@ -364,9 +364,7 @@ async fn an_undersized_signed_chunk_is_400_invalid_chunk_size_error() {
         let mut job = worker.next_job().await;
         let mut body = job.body();
         while let Some(chunk) = body.chunk().await {
-            if let Err(e) = chunk {
-                return Err(e);
-            }
+            chunk?;
         }
         Ok(())
     });

@@ -10,12 +10,13 @@
 //! [`ChunkSignatures`] (in process: `Job::chunk_signatures`; remote: `GET
 //! /v1/streams/{id}/signatures`).
 //!
-//! The record is a ring of at most `(slots_per_stream + 1) * slot_size / 8192
-//! + 8` entries ([`capacity`]): every signed chunk but the last is at least
-//! 8192 bytes (S3's rule, enforced by the ingress), and the decoder never
-//! runs more than the stream's slot window ahead of its slowest reader, so a
-//! worker that reads the signatures of the bytes it has received (or reads
-//! them concurrently with the body) never loses one. A reader that falls
+//! The record is a ring of at most
+//! `(slots_per_stream + 1) * slot_size / 8192 + 8` entries ([`capacity`]):
+//! every signed chunk but the last is at least 8192 bytes (S3's rule,
+//! enforced by the ingress), and the decoder never runs more than the
+//! stream's slot window ahead of its slowest reader, so a worker that reads
+//! the signatures of the bytes it has received (or reads them concurrently
+//! with the body) never loses one. A reader that falls
 //! further behind gets [`SignatureError::Evicted`], never a silent gap. Only
 //! signed bodies get a record, and its ring grows as chunks arrive.
 
