@@ -49,8 +49,39 @@ pub struct ChunkSignature {
     pub offset: u64,
     /// Its data length (0 for the final chunk).
     pub len: u64,
-    /// Its `chunk-signature`, as sent (64 hex digits from a correct client).
+    /// Its `chunk-signature`: 64 lowercase hex digits (the ingress refuses
+    /// any other form), unverified.
     pub signature: String,
+}
+
+/// A signature as 32 bytes: 64 lowercase hex digits, what SigV4 produces.
+/// Anything else is refused by the ingress, which also bounds what a record
+/// holds (a chunk line may be 4096 bytes long).
+pub(crate) fn parse_signature(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn to_hex(signature: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for byte in signature {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 /// Why chunk signatures cannot be read.
@@ -88,12 +119,19 @@ enum Ending {
     Aborted,
 }
 
+/// One record as the ring keeps it (its index follows from its place).
+struct Kept {
+    offset: u64,
+    len: u64,
+    signature: [u8; 32],
+}
+
 struct State {
-    ring: VecDeque<ChunkSignature>,
+    ring: VecDeque<Kept>,
     capacity: usize,
     /// Records ever pushed: the next record's index.
     pushed: u64,
-    trailer: Option<String>,
+    trailer: Option<[u8; 32]>,
     ending: Ending,
 }
 
@@ -114,12 +152,22 @@ impl State {
             });
         }
         let skip = usize::try_from(from - oldest).unwrap_or(usize::MAX);
-        let records: Vec<_> = self.ring.iter().skip(skip).take(max).cloned().collect();
+        let records: Vec<_> = (from..)
+            .zip(self.ring.iter().skip(skip).take(max))
+            .map(|(index, kept)| ChunkSignature {
+                index,
+                offset: kept.offset,
+                len: kept.len,
+                signature: to_hex(&kept.signature),
+            })
+            .collect();
         let reached = from.saturating_add(records.len() as u64) >= self.pushed;
         let complete = self.ending == Ending::Complete && reached;
         Ok(SignatureBatch {
             records,
-            trailer_signature: complete.then(|| self.trailer.clone()).flatten(),
+            trailer_signature: complete
+                .then(|| self.trailer.as_ref().map(to_hex))
+                .flatten(),
             complete,
         })
     }
@@ -235,7 +283,7 @@ impl ChunkSignatures {
     pub fn trailer_signature(&self) -> Option<String> {
         let state = lock(&self.shared.state);
         (state.ending == Ending::Complete)
-            .then(|| state.trailer.clone())
+            .then(|| state.trailer.as_ref().map(to_hex))
             .flatten()
     }
 }
@@ -254,14 +302,22 @@ impl SignatureSink {
     }
 
     /// A chunk line: `len` data bytes from decoded `offset`, signed `signature`.
-    pub(crate) fn chunk(&self, offset: u64, len: u64, signature: String) {
+    pub(crate) fn chunk(&self, offset: u64, len: u64, signature: [u8; 32]) {
         self.update(|state| {
             if state.ring.len() == state.capacity {
                 state.ring.pop_front();
+            } else if state.ring.len() == state.ring.capacity() {
+                // Doubling, but never past the bound (VecDeque's own growth
+                // could allocate up to twice it).
+                let want = state
+                    .ring
+                    .len()
+                    .saturating_mul(2)
+                    .max(8)
+                    .min(state.capacity);
+                state.ring.reserve_exact(want - state.ring.len());
             }
-            let index = state.pushed;
-            state.ring.push_back(ChunkSignature {
-                index,
+            state.ring.push_back(Kept {
                 offset,
                 len,
                 signature,
@@ -271,7 +327,7 @@ impl SignatureSink {
     }
 
     /// The `x-amz-trailer-signature` trailer.
-    pub(crate) fn trailer(&self, signature: String) {
+    pub(crate) fn trailer(&self, signature: [u8; 32]) {
         self.update(|state| state.trailer = Some(signature));
     }
 
@@ -299,8 +355,22 @@ impl Drop for SignatureSink {
 mod tests {
     use super::*;
 
-    fn sig(n: u64) -> String {
-        format!("{n:064x}")
+    fn sig(n: u64) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[24..].copy_from_slice(&n.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn signatures_are_64_lowercase_hex_digits_and_come_back_as_sent() {
+        let text = "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648";
+        let parsed = parse_signature(text).unwrap();
+        assert_eq!(to_hex(&parsed), text);
+        assert_eq!(to_hex(&sig(9)), format!("{:064x}", 9));
+        for bad in [&text[1..], &text.to_uppercase(), &format!("{text}0"), ""] {
+            assert_eq!(parse_signature(bad), None, "{bad}");
+        }
+        assert_eq!(parse_signature(&text.replace('a', "g")), None);
     }
 
     #[tokio::test]
@@ -324,7 +394,7 @@ mod tests {
         assert_eq!(got.len(), 4);
         assert_eq!(got[2].offset, 2 * 8192);
         assert_eq!(got[3].len, 0);
-        assert_eq!(trailer, Some(sig(9)));
+        assert_eq!(trailer, Some(to_hex(&sig(9))));
     }
 
     #[test]

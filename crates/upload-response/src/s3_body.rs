@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Either, Full};
 use http_pack::{AwsChunkEvent, AwsChunkedDecoder, AwsChunkedError};
 
 use crate::checksum::{Algorithm, Running, to_base64};
-use crate::chunk_signatures::{ChunkSignatures, MIN_SIGNED_CHUNK, SignatureSink};
+use crate::chunk_signatures::{ChunkSignatures, MIN_SIGNED_CHUNK, SignatureSink, parse_signature};
 use crate::ingress::{BoxError, ResponseBody};
 
 /// Why an S3 upload's body (or the head describing it) was refused. Each
@@ -297,6 +297,9 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// A signed body's signature that SigV4 cannot have produced.
+const BAD_SIGNATURE: &str = "a chunk or trailer signature is not 64 lowercase hex digits";
+
 /// What a body failure carries: the rejection, or the client's own error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -410,6 +413,9 @@ where
                                 ),
                             );
                         };
+                        let Some(signature) = parse_signature(&signature) else {
+                            return fail(this.verdict, Rejection::InvalidRequest(BAD_SIGNATURE));
+                        };
                         // A short chunk followed by more data was not the last.
                         if let Some(short) = this.short_chunk.take()
                             && size > 0
@@ -430,6 +436,12 @@ where
                     }
                     Ok(Some(AwsChunkEvent::TrailerSignature(signature))) => {
                         if let Some(sink) = this.signatures.as_ref() {
+                            let Some(signature) = parse_signature(&signature) else {
+                                return fail(
+                                    this.verdict,
+                                    Rejection::InvalidRequest(BAD_SIGNATURE),
+                                );
+                            };
                             sink.trailer(signature);
                         }
                         continue;

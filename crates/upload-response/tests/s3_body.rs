@@ -421,9 +421,11 @@ async fn a_short_signed_chunk_that_is_not_the_last_is_invalid_chunk_size_error()
 }
 
 /// A signed body whose chunk lines lack `chunk-signature` would leave a gap
-/// in the record a worker verifies: refused, never recorded with a hole.
+/// in the record a worker verifies, and one whose signature is not 64
+/// lowercase hex digits cannot be SigV4's (and could make each record up to
+/// a 4 KiB line): both refused, never recorded.
 #[tokio::test]
-async fn a_signed_body_with_an_unsigned_chunk_is_refused() {
+async fn a_signed_body_with_an_unsigned_or_malformed_chunk_signature_is_refused() {
     let payload = data(10_000);
     let len = payload.len().to_string();
     let headers = [
@@ -431,10 +433,18 @@ async fn a_signed_body_with_an_unsigned_chunk_is_refused() {
         ("x-amz-decoded-content-length", len.as_str()),
         ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
     ];
-    let (status, text, seen) = send(put(chunked(&payload, 9000, None, &[]), &headers)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
-    assert!(matches!(seen.unwrap().outcome, Err(TailError::Aborted(_))));
+    let long = "ab".repeat(1000);
+    for sig in [
+        None,
+        Some(&SIG[1..]),
+        Some(&SIG.to_uppercase()),
+        Some(&long[..]),
+    ] {
+        let (status, text, seen) = send(put(chunked(&payload, 9000, sig, &[]), &headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sig:?}: {text}");
+        assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
+        assert!(matches!(seen.unwrap().outcome, Err(TailError::Aborted(_))));
+    }
 }
 
 /// The record of chunk signatures is bounded (`(slots_per_stream + 1) *
