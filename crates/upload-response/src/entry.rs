@@ -8,6 +8,7 @@ use chunk_cache::{StreamId, StreamLease, StreamReader, StreamWriter};
 use http_pack::RequestHead;
 
 use crate::WorkerId;
+use crate::chunk_signatures::ChunkSignatures;
 
 /// Who may write the response, and whether they started.
 pub(crate) struct ResponseSlot {
@@ -37,6 +38,8 @@ pub(crate) struct Entry {
     /// ingress cannot recycle slots nobody has seen (its backpressure reaches
     /// the client); dropped when a worker registers.
     pub(crate) hold: Mutex<Option<StreamReader>>,
+    /// A signed S3 upload's chunk signatures (`chunk_signatures.rs`).
+    pub(crate) signatures: Option<ChunkSignatures>,
     pub(crate) _leases: (StreamLease, StreamLease),
 }
 

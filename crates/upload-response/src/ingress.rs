@@ -25,11 +25,13 @@ use tracing::{Instrument, debug, info_span};
 use web_service::ConnInfo;
 
 use crate::UploadResponseService;
+use crate::chunk_signatures::ChunkSignatures;
 use crate::clients::{Admission, ClientPermit};
 use crate::entry::{Entry, ResponseSlot, lock};
 use crate::error::IngressError;
 use crate::idle::{GuardedBody, millis};
 use crate::metrics::Transport;
+use crate::s3_body::Verdict;
 
 /// Errors inside a response body: the protocol layer resets the stream.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -78,10 +80,16 @@ impl UploadResponseService {
         };
         let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
         // S3 uploads: workers see the decoded, verified body (docs/s3.md).
-        let res = match crate::s3_body::prepare(req) {
+        let config = &self.inner.config;
+        let capacity =
+            crate::chunk_signatures::capacity(config.slots_per_stream, config.slot_size());
+        let res = match crate::s3_body::prepare(req, capacity) {
             Err(rejection) => rejection.response(),
             Ok((req, verdict)) => {
-                let res = self.handle_inner(req, transport).instrument(span).await;
+                let res = self
+                    .handle_inner(req, transport, verdict.clone())
+                    .instrument(span)
+                    .await;
                 // A body that failed its checks has aborted the request; the
                 // client learns why (the response has not started yet).
                 match verdict.as_ref().and_then(|v| v.get()) {
@@ -99,7 +107,12 @@ impl UploadResponseService {
         res
     }
 
-    async fn handle_inner<B>(&self, req: Request<B>, transport: Transport) -> Response<ResponseBody>
+    async fn handle_inner<B>(
+        &self,
+        req: Request<B>,
+        transport: Transport,
+        verdict: Option<Verdict>,
+    ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -126,6 +139,7 @@ impl UploadResponseService {
         // Before any stream is allocated: a client over its share never
         // takes a stream another client could use.
         let mut parts = parts;
+        let signatures = parts.extensions.remove::<ChunkSignatures>();
         let admitted = match Admission::take(&mut parts.extensions) {
             Some(admitted) => Ok(admitted),
             None => self.inner.clients.admit_conn(&parts.extensions),
@@ -179,6 +193,7 @@ impl UploadResponseService {
             }),
             readers: Mutex::new(Default::default()),
             hold: Mutex::new(Some(hold)),
+            signatures,
             _leases: (req_lease, resp_lease),
         });
         lock(&self.inner.streams).insert(id.as_u64(), entry.clone());
@@ -194,6 +209,7 @@ impl UploadResponseService {
             entry: entry.clone(),
             pump: pump.abort_handle(),
             transport,
+            verdict,
             _client: client,
         };
         self.offer(entry);
@@ -209,6 +225,8 @@ struct Flight {
     entry: Arc<Entry>,
     pump: AbortHandle,
     transport: Transport,
+    /// Where an S3 body leaves its rejection (BadDigest, ...).
+    verdict: Option<Verdict>,
     /// The request's place under its client's `max_streams_per_client`.
     _client: Option<ClientPermit>,
 }
@@ -371,6 +389,14 @@ impl Flight {
     }
 }
 
+impl Flight {
+    /// The S3 body's rejection (BadDigest, ...), once it failed its checks.
+    fn rejected(&self) -> Option<IngressError> {
+        let rejection = self.verdict.as_ref()?.get()?;
+        Some(IngressError::BodyFailed(rejection.to_string()))
+    }
+}
+
 impl Drop for Flight {
     fn drop(&mut self) {
         // A completed response makes these aborts no-ops; otherwise the
@@ -402,21 +428,30 @@ impl Tail {
                         return Err(failure);
                     }
                 }
-                slot = tokio::time::timeout(self.idle, self.watcher.next()) => return match slot {
-                    Ok(Ok(slot)) if slot.kind == SlotKind::Body => {
-                        let metrics = &self.flight.service.inner.metrics;
-                        metrics.bytes_out(self.flight.transport, slot.bytes.len() as u64);
-                        Ok(Some(slot.bytes))
+                slot = tokio::time::timeout(self.idle, self.watcher.next()) => {
+                    // A worker that answered early and goes on writing (or
+                    // ends its response) after the body failed its S3 checks
+                    // (it saw the abort before the pump reported): none of
+                    // it may reach the client as a clean response.
+                    if let Some(failure) = self.flight.rejected() {
+                        return Err(failure);
                     }
-                    Ok(Ok(_)) => Ok(None),
-                    Ok(Err(e)) => Err(reported_failure(&mut self.pump_rx).unwrap_or(match e {
-                        ReadError::Aborted(AbortReason::Timeout) => {
-                            IngressError::ResponseIdle(millis(self.idle))
+                    return match slot {
+                        Ok(Ok(slot)) if slot.kind == SlotKind::Body => {
+                            let metrics = &self.flight.service.inner.metrics;
+                            metrics.bytes_out(self.flight.transport, slot.bytes.len() as u64);
+                            Ok(Some(slot.bytes))
                         }
-                        _ => IngressError::WorkerGone,
-                    })),
-                    Err(_) => Err(IngressError::ResponseIdle(millis(self.idle))),
-                },
+                        Ok(Ok(_)) => Ok(None),
+                        Ok(Err(e)) => Err(reported_failure(&mut self.pump_rx).unwrap_or(match e {
+                            ReadError::Aborted(AbortReason::Timeout) => {
+                                IngressError::ResponseIdle(millis(self.idle))
+                            }
+                            _ => IngressError::WorkerGone,
+                        })),
+                        Err(_) => Err(IngressError::ResponseIdle(millis(self.idle))),
+                    };
+                }
             }
         }
     }

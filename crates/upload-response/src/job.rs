@@ -9,6 +9,7 @@ use futures_util::Stream;
 use http::{HeaderMap, StatusCode};
 use http_pack::{Frame, Header, HttpVersion, RequestHead, ResponseHead};
 
+use crate::chunk_signatures::ChunkSignatures;
 use crate::entry::{Entry, lock};
 use crate::error::{CoordError, TailError};
 use crate::idle;
@@ -101,6 +102,18 @@ impl Job {
             reader: self.reader.take(),
             done: false,
         }
+    }
+
+    /// The chunk signatures of a signed S3 streaming upload
+    /// (`x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`),
+    /// read from record 0 ([`ChunkSignatures::seek`] for another index);
+    /// `None` for any other request. Each record gives the chunk's offset
+    /// and length in the decoded body and its signature, unverified: the
+    /// worker holds the keys (docs/s3.md §5). Read them alongside the body:
+    /// the record keeps the chunks of the body's slot window, and a reader
+    /// further behind gets [`SignatureError::Evicted`](crate::SignatureError).
+    pub fn chunk_signatures(&self) -> Option<ChunkSignatures> {
+        self.entry.signatures.clone()
     }
 
     /// Writes the response head and returns the body writer. The client sees

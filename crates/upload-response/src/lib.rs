@@ -6,7 +6,8 @@
 //!   `http::Request` (any protocol's body type) and return its response.
 //! * Workers take requests by route, pushed to them as they arrive:
 //!   [`Worker::next_job`] gives a [`Job`] with the head, the body as a stream
-//!   ([`RequestBody`]) and a [`ResponseWriter`].
+//!   ([`RequestBody`]) and a [`ResponseWriter`]. A signed S3 upload's chunk
+//!   signatures come with it too ([`Job::chunk_signatures`], docs/s3.md).
 //! * The seed's coordination API works by stream id and worker id:
 //!   `register_reader`, `reader_count`, `has_readers`, `try_claim_response`,
 //!   `release_response`, `request_last`, `tail_request`,
@@ -43,6 +44,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod checksum;
+mod chunk_signatures;
 mod clients;
 mod config;
 mod dispatch;
@@ -57,6 +59,9 @@ mod s3_body;
 mod service;
 mod websocket;
 
+pub use chunk_signatures::{
+    ChunkSignature, ChunkSignatures, MIN_SIGNED_CHUNK, SignatureBatch, SignatureError,
+};
 pub use clients::Admission;
 pub use config::UploadResponseConfig;
 pub use error::{CoordError, IngressError, ServiceError, TailError};

@@ -8,6 +8,11 @@
 //! request stream (workers see `Aborted`) and leaves its [`Rejection`] in the
 //! shared [`Verdict`], from which the ingress answers the client with an
 //! S3-style XML error instead of its generic `400`.
+//!
+//! A signed body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`) also
+//! records its chunk signatures, unverified, for workers
+//! (`chunk_signatures.rs`, `Job::chunk_signatures`); the ingress enforces
+//! S3's 8192-byte minimum for signed chunks, which bounds that record.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -20,6 +25,7 @@ use http_body_util::{BodyExt, Either, Full};
 use http_pack::{AwsChunkEvent, AwsChunkedDecoder, AwsChunkedError};
 
 use crate::checksum::{Algorithm, Running, to_base64};
+use crate::chunk_signatures::{ChunkSignatures, MIN_SIGNED_CHUNK, SignatureSink, parse_signature};
 use crate::ingress::{BoxError, ResponseBody};
 
 /// Why an S3 upload's body (or the head describing it) was refused. Each
@@ -49,6 +55,17 @@ pub enum Rejection {
         /// The decoded length.
         got: u64,
     },
+    /// A signed chunk other than the last is under 8192 bytes (S3's rule,
+    /// which also bounds the signature record: `chunk_signatures.rs`).
+    #[error(
+        "only the last chunk is allowed to have a size less than {MIN_SIGNED_CHUNK} bytes (chunk {index} is {size})"
+    )]
+    InvalidChunkSize {
+        /// The chunk's index, from 0.
+        index: u64,
+        /// Its size.
+        size: u64,
+    },
     /// The head is unusable: an unknown `x-amz-trailer`, a bad
     /// `x-amz-decoded-content-length`, or a trailer that was not declared.
     #[error("{0}")]
@@ -62,6 +79,7 @@ impl Rejection {
             Self::BadDigest { .. } => "BadDigest",
             Self::InvalidDigest { .. } => "InvalidDigest",
             Self::IncompleteBody { .. } => "IncompleteBody",
+            Self::InvalidChunkSize { .. } => "InvalidChunkSizeError",
             Self::Framing(_) | Self::InvalidRequest(_) => "InvalidRequest",
         }
     }
@@ -110,9 +128,12 @@ pub(crate) type PreparedBody<B> = Either<B, S3Body<B>>;
 
 /// Rewrites an S3 upload's head to describe the decoded body and wraps its
 /// body; any other request passes unchanged. A head that cannot describe a
-/// valid body is refused at once.
+/// valid body is refused at once. A signed streaming upload also gets a
+/// record of its chunk signatures of at most `signature_capacity` entries,
+/// left in the request's extensions as a [`ChunkSignatures`] reader.
 pub(crate) fn prepare<B>(
     req: Request<B>,
+    signature_capacity: usize,
 ) -> Result<(Request<PreparedBody<B>>, Option<Verdict>), Rejection> {
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
@@ -139,6 +160,12 @@ pub(crate) fn prepare<B>(
         };
         rewrite_head(headers, declared);
     }
+    // Only signed bodies pay for a record (`chunk_signatures.rs`).
+    let signatures = (chunked && is_signed_streaming(headers)).then(|| {
+        let (reader, sink) = ChunkSignatures::new(signature_capacity);
+        parts.extensions.insert(reader);
+        sink
+    });
     let verdict = Verdict::default();
     let body = S3Body {
         inner: body,
@@ -149,11 +176,26 @@ pub(crate) fn prepare<B>(
         decoded: 0,
         finished: false,
         verdict: verdict.clone(),
+        signatures,
+        chunks: 0,
+        short_chunk: None,
     };
     Ok((
         Request::from_parts(parts, Either::Right(body)),
         Some(verdict),
     ))
+}
+
+/// Whether `x-amz-content-sha256` names a payload whose chunks are signed.
+fn is_signed_streaming(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+                || v == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+        })
 }
 
 /// Workers see the decoded body: `aws-chunked` leaves `Content-Encoding`,
@@ -245,8 +287,18 @@ pin_project_lite::pin_project! {
         decoded: u64,
         finished: bool,
         verdict: Verdict,
+        // The record of a signed body's chunk signatures; dropped unfinished
+        // (the pump gave up), it tells its readers the body was aborted.
+        signatures: Option<SignatureSink>,
+        // Chunk lines seen so far.
+        chunks: u64,
+        // A signed data chunk under the minimum: only the last may be.
+        short_chunk: Option<u64>,
     }
 }
+
+/// A signed body's signature that SigV4 cannot have produced.
+const BAD_SIGNATURE: &str = "a chunk or trailer signature is not 64 lowercase hex digits";
 
 /// What a body failure carries: the rejection, or the client's own error.
 #[derive(Debug, thiserror::Error)]
@@ -345,12 +397,56 @@ where
                         }
                         continue;
                     }
-                    // Signatures are the worker's business (docs/s3.md).
-                    Ok(Some(
-                        AwsChunkEvent::Chunk { .. }
-                        | AwsChunkEvent::TrailerSignature(_)
-                        | AwsChunkEvent::End,
-                    )) => continue,
+                    // Signatures are the worker's to verify (docs/s3.md §5):
+                    // a signed body records them for it.
+                    Ok(Some(AwsChunkEvent::Chunk { size, signature })) => {
+                        let index = *this.chunks;
+                        *this.chunks += 1;
+                        let Some(sink) = this.signatures.as_ref() else {
+                            continue;
+                        };
+                        let Some(signature) = signature else {
+                            return fail(
+                                this.verdict,
+                                Rejection::InvalidRequest(
+                                    "a chunk of a signed aws-chunked body has no chunk-signature",
+                                ),
+                            );
+                        };
+                        let Some(signature) = parse_signature(&signature) else {
+                            return fail(this.verdict, Rejection::InvalidRequest(BAD_SIGNATURE));
+                        };
+                        // A short chunk followed by more data was not the last.
+                        if let Some(short) = this.short_chunk.take()
+                            && size > 0
+                        {
+                            return fail(
+                                this.verdict,
+                                Rejection::InvalidChunkSize {
+                                    index: index.saturating_sub(1),
+                                    size: short,
+                                },
+                            );
+                        }
+                        if size > 0 && size < MIN_SIGNED_CHUNK {
+                            *this.short_chunk = Some(size);
+                        }
+                        sink.chunk(*this.decoded, size, signature);
+                        continue;
+                    }
+                    Ok(Some(AwsChunkEvent::TrailerSignature(signature))) => {
+                        if let Some(sink) = this.signatures.as_ref() {
+                            let Some(signature) = parse_signature(&signature) else {
+                                return fail(
+                                    this.verdict,
+                                    Rejection::InvalidRequest(BAD_SIGNATURE),
+                                );
+                            };
+                            sink.trailer(signature);
+                        }
+                        continue;
+                    }
+                    Ok(Some(AwsChunkEvent::End)) => continue,
                     Ok(None) => {}
                     Err(e) => return fail(this.verdict, e.into()),
                 }
@@ -374,6 +470,9 @@ where
                     }
                     if let Err(r) = Self::verify(this.checks, *this.declared, *this.decoded) {
                         return fail(this.verdict, r);
+                    }
+                    if let Some(sink) = this.signatures.as_ref() {
+                        sink.complete();
                     }
                     *this.finished = true;
                     return Poll::Ready(None);

@@ -178,6 +178,17 @@ impl UploadResponseService {
         Worker::new(self.clone(), id.into(), route)
     }
 
+    /// A reader of the chunk signatures of stream `stream_id` (what
+    /// [`Job::chunk_signatures`] gives in process; the worker API's
+    /// `GET /v1/streams/{id}/signatures` reads them): `None` if the request
+    /// is not a signed S3 streaming upload.
+    pub fn chunk_signatures(
+        &self,
+        stream_id: u64,
+    ) -> Result<Option<crate::ChunkSignatures>, CoordError> {
+        Ok(self.entry(stream_id)?.signatures.clone())
+    }
+
     pub(crate) fn entry(&self, stream_id: u64) -> Result<Arc<Entry>, CoordError> {
         lock(&self.inner.streams)
             .get(&stream_id)

@@ -382,3 +382,126 @@ async fn a_body_split_inside_chunk_lines_decodes_the_same() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(reader.await.unwrap(), payload);
 }
+
+/// S3's rule: every signed chunk but the last is at least 8192 bytes. A
+/// signed body with a shorter chunk followed by more data is `400
+/// InvalidChunkSizeError` and the worker sees an abort; the same short
+/// chunk as the last one, or in an unsigned body, is fine.
+#[tokio::test]
+async fn a_short_signed_chunk_that_is_not_the_last_is_invalid_chunk_size_error() {
+    let payload = data(20_000);
+    let len = payload.len().to_string();
+    let signed = |mode: &'static str| {
+        vec![
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", len.as_str()),
+            ("x-amz-content-sha256", mode),
+        ]
+    };
+    let headers = signed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let (status, text, seen) = send(put(chunked(&payload, 8191, Some(SIG), &[]), &headers)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("<Code>InvalidChunkSizeError</Code>"),
+        "{text}"
+    );
+    let outcome = seen.unwrap().outcome;
+    assert!(matches!(outcome, Err(TailError::Aborted(_))), "{outcome:?}");
+
+    // 8192, 8192, then a short last chunk: valid.
+    let (status, text, _) = send(put(chunked(&payload, 8192, Some(SIG), &[]), &headers)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // Unsigned chunks carry no such rule here.
+    let (status, text, _) = send(put(
+        chunked(&payload, 1000, None, &[]),
+        &signed("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// A signed body whose chunk lines lack `chunk-signature` would leave a gap
+/// in the record a worker verifies, and one whose signature is not 64
+/// lowercase hex digits cannot be SigV4's (and could make each record up to
+/// a 4 KiB line): both refused, never recorded.
+#[tokio::test]
+async fn a_signed_body_with_an_unsigned_or_malformed_chunk_signature_is_refused() {
+    let payload = data(10_000);
+    let len = payload.len().to_string();
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", len.as_str()),
+        ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    ];
+    let long = "ab".repeat(1000);
+    for sig in [
+        None,
+        Some(&SIG[1..]),
+        Some(&SIG.to_uppercase()),
+        Some(&long[..]),
+    ] {
+        let (status, text, seen) = send(put(chunked(&payload, 9000, sig, &[]), &headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sig:?}: {text}");
+        assert!(text.contains("<Code>InvalidRequest</Code>"), "{text}");
+        assert!(matches!(seen.unwrap().outcome, Err(TailError::Aborted(_))));
+    }
+}
+
+/// The record of chunk signatures is bounded (`(slots_per_stream + 1) *
+/// slot_size / 8192 + 8`, here 5 x 64 KiB / 8 KiB + 8 = 48 records) yet a
+/// worker that reads the records of the bytes it has received loses none,
+/// on a body of 512 minimal chunks that keeps the window full (the worker
+/// is the slower). With `slots_per_stream * slot_size / 8192 - 4` records
+/// this reader was evicted at record 0 (40 had been pushed).
+#[tokio::test]
+async fn a_signature_reader_keeping_pace_with_the_body_loses_no_record() {
+    let config = UploadResponseConfig {
+        slot_size_kb: 64,
+        slots_per_stream: 4,
+        ..UploadResponseConfig::default()
+    };
+    let service = UploadResponseService::new(config).unwrap();
+    let worker = service.worker("s3", Route::prefix("/"));
+    let reader = tokio::spawn(async move {
+        let mut job = worker.next_job().await;
+        let mut signatures = job.chunk_signatures().expect("a signed body");
+        let mut body = job.body();
+        let (mut received, mut covered, mut records) = (0u64, 0u64, 0u64);
+        while let Some(chunk) = body.chunk().await {
+            received += chunk.unwrap().len() as u64;
+            // Slower than the client: the ingress runs a whole window ahead.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            while covered < received {
+                let record = signatures
+                    .next()
+                    .await
+                    .expect("a record for every byte")
+                    .expect("never evicted");
+                assert_eq!((record.index, record.offset), (records, covered));
+                covered += record.len;
+                records += 1;
+            }
+        }
+        let last = signatures.next().await.unwrap().unwrap();
+        assert_eq!((last.offset, last.len), (covered, 0), "the final chunk");
+        assert!(signatures.next().await.is_none(), "then the end");
+        let out = job
+            .respond(StatusCode::NO_CONTENT, &HeaderMap::new())
+            .await
+            .unwrap();
+        out.finish().await.unwrap();
+        records + 1
+    });
+    let payload = data(512 * 8192);
+    let len = payload.len().to_string();
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", len.as_str()),
+        ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    ];
+    let res = service
+        .handle(put(chunked(&payload, 8192, Some(SIG), &[]), &headers))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(reader.await.unwrap(), 513);
+}

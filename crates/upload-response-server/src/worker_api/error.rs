@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use upload_response::{CoordError, TailError};
+use upload_response::{CoordError, SignatureError, TailError};
 
 /// Why a worker API call was refused. The body is one line of text.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,21 @@ impl From<TailError> for ApiError {
             },
             TailError::PastEnd { .. } => Self::BadRequest(e.to_string()),
             TailError::CorruptHead(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SignatureError> for ApiError {
+    fn from(e: SignatureError) -> Self {
+        // An aborted body's reason is on its body and slots; the record
+        // only knows it ended unfinished.
+        let header = match &e {
+            SignatureError::Evicted { oldest, .. } => Some(("x-ur-oldest", oldest.to_string())),
+            SignatureError::Aborted => None,
+        };
+        Self::Gone {
+            message: e.to_string(),
+            header,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod claims;
 mod error;
 mod metrics;
+mod signatures;
 mod streams;
 
 use std::collections::HashMap;
@@ -74,6 +75,7 @@ pub(crate) fn router(
             post(streams::add_reader).delete(streams::remove_reader),
         )
         .route("/v1/streams/{id}/slots/{n}", get(streams::slot))
+        .route("/v1/streams/{id}/signatures", get(signatures::signatures))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize))
         .fallback(not_found)
         // Outside the authorization layer, so refused calls count too.

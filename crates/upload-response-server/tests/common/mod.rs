@@ -1,8 +1,11 @@
-//! What the end-to-end test files share: a server on loopback ports and
-//! the digest of loadgen's body pattern.
+//! What the end-to-end test files share: a server on loopback ports, the
+//! digest of loadgen's body pattern, and the SigV4 streaming chain
+//! ([`sigv4`]).
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod sigv4;
 
 use loadgen::clients::{Client, UploadOptions};
 use loadgen::source::Pattern;
