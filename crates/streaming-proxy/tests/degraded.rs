@@ -233,3 +233,77 @@ async fn a_huge_object_streamed_through_memory_leaves_small_ones_there() {
     );
     proxy.shutdown().await;
 }
+
+/// A tmpfs of a few MiB mounted on a new temporary directory (unmounted on
+/// drop): a disk that fills long before the proxy's `l2_bytes` budget does.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (the test says it is skipped) where mounting is not permitted.
+    fn mount(mib: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(Self { dir }),
+            other => {
+                eprintln!("SKIPPED: cannot mount a tmpfs here ({other:?}); needs root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// ENOSPC used to turn the disk cache off for the life of the process; now the
+/// proxy evicts least recently used objects, lowers its disk budget to what the
+/// file system holds, and keeps storing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_evicts_and_keeps_storing_instead_of_going_memory_only() {
+    let Some(disk) = SmallDisk::mount(4) else {
+        return;
+    };
+    let origin = Origin::start().await;
+    const MIB: u64 = 1024 * KIB;
+    let objects = 8u8; // 8 MiB through a 4 MiB disk
+    for i in 0..objects {
+        origin.add(&format!("/o{i}"), Spec::new(MIB, 40 + i));
+    }
+    let mut cfg = config(&origin, &disk.dir.path().join("cache"), 256 * KIB);
+    cfg.l1_bytes = 512 * KIB; // a whole object is a hit only with its pieces on disk
+    cfg.l2_bytes = 1024 * MIB; // far above what the file system holds
+    let proxy = Proxy::start(cfg).await;
+    let c = client();
+    for i in 0..objects {
+        let path = format!("/o{i}");
+        let miss = get(&c, &proxy, &path).await;
+        assert_eq!((miss.status, miss.x_cache(), miss.error), (200, "MISS", false));
+        assert_eq!(sha(&miss.body), sha(&object_bytes(40 + i, 0, MIB)), "{path}");
+        proxy.idle().await;
+        // Stored, whatever the disk did: the object is a hit right after.
+        let hit = get(&c, &proxy, &path).await;
+        assert_eq!(
+            (hit.x_cache(), sha(&hit.body)),
+            ("HIT", sha(&object_bytes(40 + i, 0, MIB))),
+            "{path} after the disk filled"
+        );
+    }
+    let (_, on_disk) = proxy.proxy.cache().bytes_held();
+    assert!(
+        (MIB..=4 * MIB).contains(&on_disk),
+        "disk cache holds {on_disk} bytes"
+    );
+    assert!(counter(&proxy, "l2_evictions") >= 1, "the disk filled and evicted");
+    proxy.shutdown().await;
+}
