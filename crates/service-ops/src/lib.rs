@@ -21,7 +21,7 @@ mod logging;
 mod prometheus;
 
 pub use health::{Probe, probe};
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, LogGuard, init_logging};
 pub use prometheus::{
     PROMETHEUS_CONTENT_TYPE, build_info, openmetrics_to_prometheus, promtool_check,
 };

@@ -141,7 +141,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    service_ops::init_logging(cli.log_format.unwrap_or_default(), !cli.no_access_log);
+    let _log = service_ops::init_logging(cli.log_format.unwrap_or_default(), !cli.no_access_log);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

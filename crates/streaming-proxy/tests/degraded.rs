@@ -288,8 +288,15 @@ async fn a_full_disk_evicts_and_keeps_storing_instead_of_going_memory_only() {
     for i in 0..objects {
         let path = format!("/o{i}");
         let miss = get(&c, &proxy, &path).await;
-        assert_eq!((miss.status, miss.x_cache(), miss.error), (200, "MISS", false));
-        assert_eq!(sha(&miss.body), sha(&object_bytes(40 + i, 0, MIB)), "{path}");
+        assert_eq!(
+            (miss.status, miss.x_cache(), miss.error),
+            (200, "MISS", false)
+        );
+        assert_eq!(
+            sha(&miss.body),
+            sha(&object_bytes(40 + i, 0, MIB)),
+            "{path}"
+        );
         proxy.idle().await;
         // Stored, whatever the disk did: the object is a hit right after.
         let hit = get(&c, &proxy, &path).await;
@@ -304,6 +311,9 @@ async fn a_full_disk_evicts_and_keeps_storing_instead_of_going_memory_only() {
         (MIB..=4 * MIB).contains(&on_disk),
         "disk cache holds {on_disk} bytes"
     );
-    assert!(counter(&proxy, "l2_evictions") >= 1, "the disk filled and evicted");
+    assert!(
+        counter(&proxy, "l2_evictions") >= 1,
+        "the disk filled and evicted"
+    );
     proxy.shutdown().await;
 }

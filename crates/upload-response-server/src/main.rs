@@ -25,7 +25,7 @@ async fn run() -> anyhow::Result<()> {
         eprintln!("upload-response-server: configuration ok");
         return Ok(());
     }
-    service_ops::init_logging(settings.log_format, settings.access_log);
+    let _log = service_ops::init_logging(settings.log_format, settings.access_log);
     let running = start(settings).await?;
     // Start-up facts go to the log (stderr); stdout carries only the READY line.
     if let Some(addr) = running.http {

@@ -488,7 +488,10 @@ async fn the_signatures_route_waits_for_the_next_record() {
     }
     // 200, not 204: hyper drops the body of a 204 at once, which can end the
     // response stream before `finish` (a race of its own, not this test's).
-    let out = job.respond(StatusCode::OK, &HeaderMap::new()).await.unwrap();
+    let out = job
+        .respond(StatusCode::OK, &HeaderMap::new())
+        .await
+        .unwrap();
     out.finish().await.unwrap();
     assert_eq!(client.await.unwrap(), StatusCode::OK);
     server.stop().await;
