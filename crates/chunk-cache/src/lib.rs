@@ -65,6 +65,12 @@
 //! `tests/loom.rs` checks that two writers racing for the last charge never
 //! exceed the limit.
 //!
+//! Known limit, open: once in about 50 runs under load, a writer of that
+//! stress test parked behind a hold kept completing writes without waiting
+//! (sampled stacks: slot after slot written and checksummed), holding a
+//! worker thread; its parked writers now yield after each write so the test
+//! cannot hang, and why the hold did not stop that writer is not yet known.
+//!
 //! Outcomes are explicit: the end marker ([`SlotKind::End`]), an abort
 //! ([`ReadError::Aborted`], never mistaken for an end), a recycled slot
 //! ([`ReadError::Evicted`]) and a stream that no longer exists
