@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +37,8 @@ pub struct Running {
     pub worker_token_path: Option<PathBuf>,
     /// The service, for in-process workers and inspection.
     pub service: UploadResponseService,
+    /// The ingress listeners' counters (connections, requests, writes).
+    pub web_metrics: Arc<web_service::Metrics>,
     /// Swaps the TLS certificate in (reloader, certificate file, key file).
     pub tls_reload: Option<(web_service::TlsReloader, PathBuf, PathBuf)>,
     stop: CancellationToken,
@@ -141,7 +144,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         worker_api = api.http_addr();
         let router = worker_api::router(
             service.clone(),
-            web_metrics,
+            web_metrics.clone(),
             &worker_token,
             Duration::from_millis(settings.worker_lease_ms),
             stop.clone(),
@@ -157,6 +160,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         worker_token,
         worker_token_path,
         service,
+        web_metrics,
         tls_reload,
         stop,
         tasks,

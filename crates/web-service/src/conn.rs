@@ -70,7 +70,7 @@ pub(crate) struct ConnState {
     head_expired: AtomicBool,
     reader: AtomicWaker,
     protocol: OnceLock<ConnGuard>,
-    _slot: SlotGuard,
+    slot: SlotGuard,
 }
 
 impl ConnState {
@@ -84,8 +84,16 @@ impl ConnState {
             head_expired: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             protocol: OnceLock::new(),
-            _slot: slot,
+            slot,
         })
+    }
+
+    /// Counts one write handed to the connection.
+    pub(crate) fn on_write(&self) {
+        self.slot
+            .metrics()
+            .connection_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     #[cfg(test)]

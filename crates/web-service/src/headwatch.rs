@@ -137,7 +137,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ReadWatch<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let this = self.get_mut();
+        this.conn.on_write();
+        Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -145,7 +147,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ReadWatch<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.conn.on_write();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -124,6 +124,10 @@ pub struct Metrics {
     pub lingering_drained: AtomicU64,
     /// Request bodies dropped unfinished that were reset past the lingering bounds.
     pub lingering_cut: AtomicU64,
+    /// Writes handed to HTTP/1.1 and HTTP/2 connections (each `write` or
+    /// `writev` below TLS, or on the socket for cleartext): with requests
+    /// started, how many writes a response costs.
+    pub connection_writes: AtomicU64,
 }
 
 impl Metrics {
@@ -266,6 +270,11 @@ impl Metrics {
                 "Request bodies reset past the lingering bounds.",
                 &self.lingering_cut,
             ),
+            (
+                "web_connection_writes_total",
+                "Writes handed to HTTP/1.1 and HTTP/2 connections (to TLS, or to the socket).",
+                &self.connection_writes,
+            ),
         ];
         for (name, help, value) in singles {
             let samples = [(String::new(), value.load(Relaxed))];
@@ -363,6 +372,10 @@ impl SlotGuard {
             transport,
             _permit: permit,
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
