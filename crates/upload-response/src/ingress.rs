@@ -3,6 +3,7 @@
 //! is an `http_body::Body` (hyper's `Incoming`, an h3 stream adapter, a
 //! WebSocket adapter) goes through [`UploadResponseService::handle`].
 
+use std::collections::VecDeque;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use http_pack::{Frame, Limits, RequestHead};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout_at};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, debug_span};
 
 use web_service::ConnInfo;
 
@@ -78,7 +79,7 @@ impl UploadResponseService {
         } else {
             Transport::of(req.version())
         };
-        let span = info_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
+        let span = debug_span!("request", method = %req.method(), path = %req.uri().path(), stream = tracing::field::Empty);
         // S3 uploads: workers see the decoded, verified body (docs/s3.md).
         let config = &self.inner.config;
         let capacity =
@@ -200,14 +201,27 @@ impl UploadResponseService {
 
         let body = GuardedBody::new(body, config.body_idle_timeout(), declared);
         let (pump_tx, pump_rx) = oneshot::channel();
-        let pump = tokio::spawn(
+        // A body that fits in one slot is pumped inside this request's own
+        // task while it waits for the response head (no task of its own, no
+        // hand-off per request); a longer one gets its own task at once, so
+        // copying it runs beside the protocol's reading and decryption.
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= config.slot_size() as u64);
+        let pump = Box::pin(
             pump_body(body, req_writer, self.clone(), transport, pump_tx)
                 .instrument(tracing::Span::current()),
         );
+        let pump = if small {
+            Pump::Inline(pump)
+        } else {
+            Pump::Spawned(tokio::spawn(pump).abort_handle())
+        };
         let flight = Flight {
             service: self.clone(),
             entry: entry.clone(),
-            pump: pump.abort_handle(),
+            pump,
             transport,
             verdict,
             _client: client,
@@ -223,12 +237,41 @@ impl UploadResponseService {
 struct Flight {
     service: UploadResponseService,
     entry: Arc<Entry>,
-    pump: AbortHandle,
+    pump: Pump,
     transport: Transport,
     /// Where an S3 body leaves its rejection (BadDigest, ...).
     verdict: Option<Verdict>,
     /// The request's place under its client's `max_streams_per_client`.
     _client: Option<ClientPermit>,
+}
+
+/// Where the request body pump runs.
+enum Pump {
+    /// Polled by the request's own task until the response head (then spawned).
+    Inline(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
+    Spawned(AbortHandle),
+    Finished,
+}
+
+impl Pump {
+    /// Runs an inline pump to its end (then `Finished`); pending forever otherwise.
+    async fn run_inline(&mut self) {
+        match self {
+            Pump::Inline(pump) => pump.as_mut().await,
+            _ => std::future::pending().await,
+        }
+        *self = Pump::Finished;
+    }
+
+    /// Moves an unfinished inline pump to its own task: the response streams
+    /// from here on, and the body must keep flowing while it does.
+    fn spawn_inline(&mut self) {
+        if let Pump::Inline(_) = self
+            && let Pump::Inline(pump) = std::mem::replace(self, Pump::Finished)
+        {
+            *self = Pump::Spawned(tokio::spawn(pump).abort_handle());
+        }
+    }
 }
 
 /// Marks a request that arrived as a WebSocket upload (a request extension).
@@ -267,7 +310,7 @@ fn reported_failure(rx: &mut PumpRx) -> Option<IngressError> {
 
 impl Flight {
     async fn await_response(
-        self,
+        mut self,
         mut watcher: StreamReader,
         pump_rx: oneshot::Receiver<Pumped>,
         start: TokioInstant,
@@ -296,6 +339,7 @@ impl Flight {
                         return self.fail(failure);
                     }
                 }
+                () = self.pump.run_inline(), if matches!(self.pump, Pump::Inline(_)) => {}
                 _ = sleep_until(claim_deadline), if !claim_checked => {
                     claim_checked = true;
                     let unclaimed = {
@@ -312,6 +356,7 @@ impl Flight {
                 _ = sleep_until(response_deadline) => return self.fail(IngressError::NoResponse),
             }
         };
+        self.pump.spawn_inline();
         self.service.inner.metrics.responded_after(start.elapsed());
         let head = match http_pack::decode_frame(&head_slot.bytes, &Limits::default()) {
             Ok((Frame::ResponseHeaders { head, .. }, _)) => head,
@@ -324,11 +369,19 @@ impl Flight {
         *response.status_mut() = parts.status;
         // HTTP/2 and HTTP/3 forbid connection-specific fields (RFC 9110 §7.6.1).
         *response.headers_mut() = http_pack::hop_by_hop::end_to_end(&parts.headers);
+        let method = self.entry.head.method.clone();
         let tail = Tail {
             watcher,
             pump_rx,
             idle: config.response_idle_timeout(),
             flight: self,
+            ahead: VecDeque::new(),
+            ended: false,
+            failed: None,
+        };
+        let tail = match tail.whole(&method, parts.status, &parts.headers) {
+            Ok(whole) => return response.map(|()| whole.boxed_unsync()),
+            Err(tail) => tail,
         };
         let body = futures_util::stream::unfold(Some(tail), |tail| async move {
             let mut tail = tail?;
@@ -385,7 +438,10 @@ impl Flight {
         drop(idle_writer);
         let _ = inner.responses.abort(self.entry.response_id, reason);
         let _ = inner.requests.abort(self.entry.id, reason);
-        self.pump.abort();
+        // An inline pump is dropped with the flight.
+        if let Pump::Spawned(pump) = &self.pump {
+            pump.abort();
+        }
     }
 }
 
@@ -414,11 +470,97 @@ struct Tail {
     pump_rx: PumpRx,
     idle: Duration,
     flight: Flight,
+    /// Slots [`whole`](Self::whole) read ahead and then streamed after all:
+    /// body chunks, in order, then (if `ended`) the end.
+    ahead: VecDeque<Bytes>,
+    ended: bool,
+    /// The request's failure [`whole`](Self::whole) took from the pump:
+    /// the next thing streamed.
+    failed: Option<IngressError>,
 }
 
+/// The most of a response [`Tail::whole`] gathers into one buffer: a
+/// response that is small and already complete; anything longer streams.
+const WHOLE_MAX: usize = 64 * 1024;
+
 impl Tail {
+    /// The response as one buffer, if the worker already wrote all of it
+    /// (head, body, end) and nothing failed: the protocol layer then knows
+    /// its length and sends head and body in one write instead of a head,
+    /// a chunk and a last chunk. `None` if more is still to come (what was
+    /// read ahead streams first, nothing is lost), and always for the
+    /// bodiless answers whose framing the protocol layer decides itself
+    /// (`HEAD`, 1xx, 204, 304) or a `content-length` that does not match.
+    fn whole(
+        mut self,
+        method: &http::Method,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Result<WholeBody, Self> {
+        if method == http::Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Err(self);
+        }
+        while let Ok(Some(slot)) = self.watcher.try_next() {
+            match slot.kind {
+                SlotKind::Body => {
+                    self.ahead.push_back(slot.bytes);
+                    if self.ahead.len() > 1 || self.ahead[0].len() > WHOLE_MAX {
+                        return Err(self);
+                    }
+                }
+                // Streaming reports a second head as before.
+                SlotKind::Headers => return Err(self),
+                SlotKind::End => {
+                    self.ended = true;
+                    break;
+                }
+            }
+        }
+        let data = self.ahead.front().cloned().unwrap_or_default();
+        if !self.ended
+            || content_length(headers).is_some_and(|n| n != data.len() as u64)
+            || self.flight.rejected().is_some()
+        {
+            return Err(self);
+        }
+        if let Some(failure) = reported_failure(&mut self.pump_rx) {
+            // Streaming would fail the response with it: so does this.
+            self.ahead.clear();
+            self.failed = Some(failure);
+            return Err(self);
+        }
+        let metrics = &self.flight.service.inner.metrics;
+        metrics.bytes_out(self.flight.transport, data.len() as u64);
+        Ok(WholeBody {
+            data: Some(data),
+            flight: Some(self.flight),
+        })
+    }
+
+    /// A read-ahead chunk or end, checked as a freshly read slot would be.
+    fn next_ahead(&mut self) -> Option<Result<Option<Bytes>, IngressError>> {
+        if let Some(failure) = self.failed.take() {
+            return Some(Err(failure));
+        }
+        if self.ahead.is_empty() && !self.ended {
+            return None;
+        }
+        if let Some(failure) = reported_failure(&mut self.pump_rx).or_else(|| self.flight.rejected())
+        {
+            return Some(Err(failure));
+        }
+        Some(Ok(self.ahead.pop_front()))
+    }
+
     /// The next body chunk; `None` at the clean end.
     async fn next(&mut self) -> Result<Option<Bytes>, IngressError> {
+        if let Some(ahead) = self.next_ahead() {
+            return ahead;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -454,6 +596,39 @@ impl Tail {
                 }
             }
         }
+    }
+}
+
+/// A response body the worker wrote whole (see [`Tail::whole`]): one data
+/// frame of known length, then the end. The flight it carries ends (releasing
+/// the streams) when the protocol layer has taken the data, as a streamed
+/// response's does at its end.
+struct WholeBody {
+    data: Option<Bytes>,
+    flight: Option<Flight>,
+}
+
+impl Body for WholeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let data = self.data.take();
+        if data.is_none() {
+            self.flight = None;
+        }
+        std::task::Poll::Ready(data.map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
