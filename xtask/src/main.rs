@@ -17,7 +17,9 @@
 //! Hand-written on `std::process` only: it must build in seconds on a fresh
 //! machine before anything else is compiled.
 
+mod peers;
 mod proxy;
+mod small;
 mod web;
 
 use std::env;
