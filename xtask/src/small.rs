@@ -689,7 +689,7 @@ fn render(rows: &[Row], options: &Options, setup: &str, notes: &[String]) -> Str
          reuses memory freed by earlier rows: its growth is what idle connections add \
          beyond that. The kernel's socket memory is in no column. TLS: rustls client, \
          which resumes sessions where the server offers it (new-connection TLS row). \
-         The bare sink row is the client's ceiling: where the sink and nginx are close, \
+         The bare sink column is the client's ceiling: where the sink and nginx are close, \
          loadgen (sharing the machine's cores with the server) is likely the limit."
     );
     for remark in remarks.iter().chain(notes) {
