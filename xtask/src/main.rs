@@ -7,9 +7,10 @@
 //! * `cargo xtask bench web [--quick]`: end-to-end upload throughput and
 //!   request rate of the project's `bench_sink` against loadgen's bare sink
 //!   (see `web.rs`), written to `target/bench/web.md`.
-//! * `cargo xtask bench upload [--quick]`: the same against the real
-//!   `upload-response-server` (uploads to `/discard`, 1 KiB `/echo` round
-//!   trips), written to `target/bench/upload.md`.
+//! * `cargo xtask bench upload [--quick] [--no-peers]`: the same against the
+//!   real `upload-response-server` (uploads to `/discard`, 1 KiB `/echo` round
+//!   trips), plus the small-request table beside the bare sink and nginx (see
+//!   `small.rs`), written to `target/bench/upload.md`.
 //! * `cargo xtask bench proxy [--quick]`: streaming-proxy against the origin
 //!   served directly and, if installed, nginx and Varnish (see `proxy.rs`),
 //!   written to `target/bench/proxy.md`.
@@ -17,7 +18,9 @@
 //! Hand-written on `std::process` only: it must build in seconds on a fresh
 //! machine before anything else is compiled.
 
+mod peers;
 mod proxy;
+mod small;
 mod web;
 
 use std::env;
@@ -33,7 +36,7 @@ fn main() -> ExitCode {
             eprintln!("usage: cargo xtask test [extra cargo test args]");
             eprintln!("       cargo xtask bench [cache|hpks|all]");
             eprintln!(
-                "       cargo xtask bench web|upload [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R]"
+                "       cargo xtask bench web|upload [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R] [--no-peers (upload)]"
             );
             eprintln!(
                 "       cargo xtask bench proxy [--quick] [--bytes N] [--repeat K] [--conns C] [--requests R] [--no-peers]"

@@ -22,13 +22,14 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::web::{Options, after_key, field, loadgen, machine, read_ready, stop};
+use crate::peers::{Server, find_program, free_addr, nginx_workers, start_nginx};
+use crate::web::{Options, after_key, field, loadgen, machine};
 use crate::{cargo, root, run};
 
 /// The servers of one run, the origin first.
@@ -40,9 +41,6 @@ const VARNISH: &str = "varnish";
 
 /// Small objects of the request-rate workload.
 const SMALL: [u64; 2] = [1024, 100 * 1024];
-
-/// How long nginx or Varnish may take to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// 1 GiB best of 3, 50,000 requests; `--quick`: 64 MiB best of 2, 5,000.
 fn options(args: &[String]) -> Result<Options, String> {
@@ -61,158 +59,15 @@ fn options(args: &[String]) -> Result<Options, String> {
     Options::parse(args, defaults, quick, "proxy")
 }
 
-/// One server under test, reachable at `http://{addr}`; dropping it stops it.
-struct Server {
-    name: &'static str,
-    addr: String,
-    /// How it is configured, for the report.
-    setup: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Starts a program that prints `READY http=ADDR ...` (loadgen origin,
-    /// streaming-proxy).
-    fn start_ready(
-        name: &'static str,
-        mut cmd: Command,
-        dir: &Path,
-        setup: String,
-    ) -> Result<Self, String> {
-        let log = dir.join(format!("{name}.log"));
-        let mut child = spawn(name, &mut cmd, &log, Stdio::piped())?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let mut server = Server {
-            name,
-            addr: String::new(),
-            setup,
-            child,
-            stdin,
-        };
-        let stdout = stdout.ok_or_else(|| format!("{name}: stdout was not captured"))?;
-        let fields = read_ready(name, stdout, &log)?;
-        server.addr = fields
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("http="))
-            .ok_or_else(|| format!("{name}: no http= in its READY line {fields:?}"))?
-            .to_string();
-        eprintln!("xtask: {name} ready on {}", server.addr);
-        Ok(server)
-    }
-
-    /// Starts a program listening on `addr` and waits until it accepts.
-    fn start_polled(
-        name: &'static str,
-        mut cmd: Command,
-        addr: SocketAddr,
-        log: &Path,
-        setup: String,
-    ) -> Result<Self, String> {
-        let child = spawn(name, &mut cmd, log, Stdio::null())?;
-        let mut server = Server {
-            name,
-            addr: addr.to_string(),
-            setup,
-            child,
-            stdin: None,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                eprintln!("xtask: {name} ready on {addr}");
-                return Ok(server);
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "{name} exited with {status} (see {})",
-                    log.display()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{name} did not accept on {addr} within {START_TIMEOUT:?} (see {})",
-                    log.display()
-                ));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        stop(self.name, &mut self.child, self.stdin.take());
-    }
-}
-
-fn spawn(name: &str, cmd: &mut Command, log: &Path, stdout: Stdio) -> Result<Child, String> {
-    let stderr = fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
-    cmd.stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))
-}
-
-/// A loopback port free right now (the peers need a fixed port in their config).
-fn free_addr() -> Result<SocketAddr, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("cannot find a free loopback port: {e}"))
-}
-
-/// `program` on PATH or in the sbin directories Debian installs daemons to.
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// Whether this process runs as root (nginx then needs `user root;` so its
-/// workers may write the cache directory this process created).
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
 fn nginx(program: &Path, origin: &str, dir: &Path) -> Result<Server, String> {
     let addr = free_addr()?;
     let cache = dir.join("cache");
-    let temp = dir.join("temp");
-    for d in [&cache, &temp] {
-        fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
-    }
-    let workers = thread::available_parallelism().map_or(1, |n| n.get());
-    let user = if is_root() { "user root;\n" } else { "" };
-    let (cache, temp) = (cache.display(), temp.display());
+    fs::create_dir_all(&cache).map_err(|e| format!("create {}: {e}", cache.display()))?;
+    let cache = cache.display();
     // The slice module is nginx's own answer to large objects (fixed-size range
     // requests, each cached apart): the closest peer of our slices, same 1 MiB.
-    let conf = format!(
-        "{user}daemon off;
-worker_processes {workers};
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    proxy_cache_path {cache} levels=1:2 keys_zone=bench:64m max_size=10g inactive=1h use_temp_path=off;
+    let http = format!(
+        "    proxy_cache_path {cache} levels=1:2 keys_zone=bench:64m max_size=10g inactive=1h use_temp_path=off;
     upstream origin {{ server {origin}; keepalive 64; }}
     server {{
         listen {addr} backlog=4096;
@@ -229,24 +84,14 @@ http {{
             proxy_pass http://origin;
         }}
     }}
-}}
-",
-        dir = dir.display()
+"
     );
-    let path = dir.join("nginx.conf");
-    fs::write(&path, conf).map_err(|e| format!("write {}: {e}", path.display()))?;
-    let mut cmd = Command::new(program);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .arg("-c")
-        .arg(&path);
     let setup = format!(
-        "nginx {workers} workers, proxy_cache on disk (page cache), slice 1m, cache lock, \
-         keepalive upstream"
+        "nginx {} workers, proxy_cache on disk (page cache), slice 1m, cache lock, \
+         keepalive upstream",
+        nginx_workers()
     );
-    Server::start_polled(NGINX, cmd, addr, &dir.join("stderr.log"), setup)
+    start_nginx(NGINX, program, dir, 4096, &http, addr, setup)
 }
 
 fn varnish(program: &Path, origin: &str, dir: &Path, memory: u64) -> Result<Server, String> {

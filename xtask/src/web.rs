@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{cargo, root, run};
+use crate::{cargo, root, run, small};
 
 /// Figures of the seed's table (its unit, "MB/s", is not defined further).
 const SEED: [(&str, f64); 5] = [
@@ -100,7 +100,8 @@ pub(crate) struct Options {
     pub(crate) conns: u32,
     /// Requests of each request-rate row.
     pub(crate) requests: u64,
-    /// Whether installed peers (nginx, Varnish) are measured too (`proxy` only).
+    /// Whether installed peers (nginx, Varnish) are measured too (`proxy`, and
+    /// nginx in the small table of `upload`).
     pub(crate) peers: bool,
 }
 
@@ -141,14 +142,15 @@ impl Options {
         Ok(options)
     }
 
-    /// The `web` and `upload` benches: 1 GiB best of 2, 20,000 requests.
+    /// The `web` and `upload` benches: 1 GiB best of 2, 20,000 requests;
+    /// `upload` also takes `--no-peers` (its small table has an nginx column).
     fn uploads(args: &[String], bench: &str) -> Result<Self, String> {
         let defaults = Options {
             bytes: 1 << 30,
             repeat: 2,
             conns: 100,
             requests: 20_000,
-            peers: false,
+            peers: bench == "upload",
         };
         Self::parse(
             args,
@@ -174,6 +176,8 @@ struct SinkProcess {
     name: &'static str,
     child: Child,
     stdin: Option<ChildStdin>,
+    /// `host:port` of the cleartext listener.
+    http: String,
     https_port: u16,
     ca: PathBuf,
     ws_paths: (&'static str, &'static str),
@@ -206,6 +210,7 @@ impl SinkProcess {
             name,
             child,
             stdin,
+            http: String::new(),
             https_port: 0,
             ca: dir.join("cert.pem"),
             ws_paths,
@@ -214,6 +219,11 @@ impl SinkProcess {
         let fields = read_ready(name, stdout, &log)?;
         sink.https_port = https_port(&fields)
             .ok_or_else(|| format!("{name}: cannot read the https port from {fields:?}"))?;
+        sink.http = fields
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("http="))
+            .ok_or_else(|| format!("{name}: cannot read the http address from {fields:?}"))?
+            .to_string();
         eprintln!("xtask: {name} ready, https port {}", sink.https_port);
         Ok(sink)
     }
@@ -348,7 +358,7 @@ struct UploadRow {
 }
 
 /// A `/proc/PID/status` field in KiB (Linux).
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
+pub(crate) fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..]
@@ -508,9 +518,32 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
             });
         }
     }
-    drop(sinks);
-
-    let report = render(subject, &options, &uploads, before, after, &rates);
+    let mut report = render(subject, &options, &uploads, before, after, &rates);
+    if which == "upload" {
+        // The small table starts an ingress of its own (without the access
+        // log) and keeps only the bare sink of these two.
+        let mut sinks = sinks;
+        let bare = sinks.pop().ok_or("the bare sink is gone")?;
+        drop(sinks);
+        let endpoint = small::Endpoint {
+            name: "bare",
+            http: bare.http.clone(),
+            https_port: bare.https_port,
+            ca: bare.ca.clone(),
+            pid: bare.child.id(),
+            counts_body: true,
+        };
+        report.push_str(&small::table(
+            &loadgen_bin,
+            &program,
+            &out_dir,
+            endpoint,
+            &options,
+        ));
+        drop(bare);
+    } else {
+        drop(sinks);
+    }
     println!("{report}");
     let path = out_dir.join(subject.file);
     fs::write(&path, &report).map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -705,5 +738,11 @@ mod tests {
         assert!(parse(&["--bytes"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--no-peers"]).is_err(), "web has no peers");
+        let upload = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            Options::uploads(&args, "upload")
+        };
+        assert!(upload(&[]).unwrap().peers);
+        assert!(!upload(&["--no-peers"]).unwrap().peers);
     }
 }

@@ -14,7 +14,10 @@
 //! * [`tcp_baseline`]: raw loopback TCP and TLS throughput, the ceiling a report
 //!   divides by;
 //! * [`rate`]: small-request rate with p50/p99 latency at C connections
-//!   (POSTs to a sink, or GETs of an origin or a proxy);
+//!   (POSTs to a sink, or GETs of an origin or a proxy), or connections per
+//!   second with one request each;
+//! * [`hold`]: thousands of idle keep-alive connections held open, for the
+//!   memory an idle connection costs a server;
 //! * [`origin`]: a bare cleartext origin serving deterministic objects of any
 //!   size, with ranges, the baseline a caching proxy is compared against.
 //!
@@ -47,6 +50,7 @@
 
 pub mod clients;
 mod error;
+pub mod hold;
 pub mod net;
 pub mod origin;
 pub mod rate;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use loadgen::clients::{Client, GetOptions, UploadOptions, get_supported, mib_per_sec};
+use loadgen::hold;
 use loadgen::origin::Origin;
 use loadgen::rate::{self, RateOptions};
 use loadgen::report::JsonLine;
@@ -101,6 +102,30 @@ enum Command {
         /// Count an answer whose body is not exactly this long as an error.
         #[arg(long, value_parser = parse_size)]
         expect_bytes: Option<u64>,
+        /// A new connection for every request, closed after its answer: --conns
+        /// workers connect, ask once and hang up, and the rate is connections/s
+        /// (latencies include the TCP and TLS handshakes).
+        #[arg(long)]
+        new_conn: bool,
+    },
+    /// Open N keep-alive connections, one small POST on each, print a JSON line
+    /// once all are held, then keep them until standard input closes, SIGINT,
+    /// SIGTERM or --seconds.
+    Hold {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections to hold.
+        #[arg(long)]
+        conns: usize,
+        /// Body bytes of each connection's one POST.
+        #[arg(long, value_parser = parse_size, default_value = "1K")]
+        body_bytes: u64,
+        /// Connections being opened at once.
+        #[arg(long, default_value_t = 256)]
+        parallel: usize,
+        /// Let go after this many seconds even if standard input stays open.
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Loopback TCP and TLS throughput, one connection each.
     TcpBaseline {
@@ -191,23 +216,36 @@ async fn run(command: Command) -> Result<()> {
             body_bytes,
             method,
             expect_bytes,
+            new_conn,
         } => {
-            let duration = seconds
-                .map(Duration::try_from_secs_f64)
-                .transpose()
-                .map_err(|e| Error::Argument(format!("--seconds: {e}")))?;
             let options = RateOptions {
                 conns,
                 requests,
-                duration,
+                duration: duration(seconds)?,
                 body_bytes,
                 method,
                 expect_bytes,
+                new_conn,
             };
             rate(target, options).await
         }
+        Command::Hold {
+            target,
+            conns,
+            body_bytes,
+            parallel,
+            seconds,
+        } => hold(target, conns, body_bytes, parallel, duration(seconds)?).await,
         Command::TcpBaseline { bytes } => tcp_baseline(bytes).await,
     }
+}
+
+/// `--seconds` as a duration.
+fn duration(seconds: Option<f64>) -> Result<Option<Duration>> {
+    seconds
+        .map(Duration::try_from_secs_f64)
+        .transpose()
+        .map_err(|e| Error::Argument(format!("--seconds: {e}")))
 }
 
 async fn sink(options: SinkOptions) -> Result<()> {
@@ -238,13 +276,68 @@ async fn origin(http: SocketAddr) -> Result<()> {
 
 /// Resolves on SIGINT, SIGTERM or end of standard input, whichever is first.
 async fn until_told_to_stop() -> Result<()> {
+    until_told_or(None).await
+}
+
+/// [`until_told_to_stop`], or after `limit` when one is given.
+async fn until_told_or(limit: Option<Duration>) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::io("install SIGTERM handler"))?;
+    let elapsed = async {
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
         _ = stdin_closed() => {}
+        _ = elapsed => {}
     }
+    Ok(())
+}
+
+async fn hold(
+    target: TargetArgs,
+    conns: usize,
+    body_bytes: u64,
+    parallel: usize,
+    limit: Option<Duration>,
+) -> Result<()> {
+    // One descriptor per connection, plus the runtime's own and some slack.
+    let open_files = hold::ensure_open_files(conns as u64 + 256)?;
+    let client = target.client()?;
+    let started = Instant::now();
+    let held = hold::open(&client, conns, body_bytes, parallel).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} hold: {} of {conns} connections held after one request each ({} errors) in {secs:.2} s",
+        target.proto,
+        held.conns.len(),
+        held.errors
+    );
+    if let Some(error) = &held.first_error {
+        println!("first error: {error}");
+    }
+    let line = JsonLine::new()
+        .text("kind", "hold")
+        .text("proto", target.proto.name())
+        .text("url", &target.url)
+        .int("conns", conns as u64)
+        .int("held", held.conns.len() as u64)
+        .int("errors", held.errors)
+        .num("secs", secs)
+        .int("open_files_limit", open_files)
+        .text("first_error", held.first_error.as_deref().unwrap_or(""))
+        .finish();
+    println!("{line}");
+    // The harness reads the server's memory as soon as it sees this line.
+    std::io::stdout()
+        .flush()
+        .map_err(Error::io("write the hold line"))?;
+    until_told_or(limit).await?;
+    drop(held);
     Ok(())
 }
 

@@ -74,6 +74,10 @@ pub struct RateOptions {
     /// When set, an answer whose body is not exactly this many bytes counts as
     /// an error, so a server that answers short cannot look fast.
     pub expect_bytes: Option<u64>,
+    /// Open a new connection for every request and drop it after the answer,
+    /// so the run measures connection set-up (TCP, TLS) plus one request;
+    /// latencies then include the handshakes.
+    pub new_conn: bool,
 }
 
 impl Default for RateOptions {
@@ -86,6 +90,7 @@ impl Default for RateOptions {
             body_bytes: 64,
             method: Method::Post,
             expect_bytes: None,
+            new_conn: false,
         }
     }
 }
@@ -95,7 +100,8 @@ impl Default for RateOptions {
 pub struct RateReport {
     /// Protocol driven.
     pub proto: Proto,
-    /// Connections that were opened.
+    /// Connections that were opened (with [`RateOptions::new_conn`]: the
+    /// number of concurrent workers, each opening one per request).
     pub conns: usize,
     /// Requests answered with success.
     pub ok: u64,
@@ -150,7 +156,8 @@ impl Tally {
 }
 
 /// Opens `conns` connections, then sends requests until `requests` were sent
-/// or `duration` passed.
+/// or `duration` passed. With [`RateOptions::new_conn`], `conns` workers each
+/// open a connection per request instead, timed from the connect.
 pub async fn run(client: &Client, options: &RateOptions) -> Result<RateReport> {
     if options.conns == 0 {
         return Err(Error::Argument("at least one connection is needed".into()));
@@ -158,15 +165,20 @@ pub async fn run(client: &Client, options: &RateOptions) -> Result<RateReport> {
     if options.method == Method::Get && !clients::get_supported(client.proto()) {
         return Err(clients::unsupported_get(client.proto()));
     }
-    let mut opening = JoinSet::new();
-    for _ in 0..options.conns {
-        let client = client.clone();
-        opening.spawn(async move { client.connect().await });
-    }
     let mut conns = Vec::with_capacity(options.conns);
-    while let Some(joined) = opening.join_next().await {
-        let conn = joined.map_err(|e| Error::Protocol(format!("connect task: {e}")))??;
-        conns.push(conn);
+    if options.new_conn {
+        // Every worker connects per request, inside the timed loop.
+        conns.resize_with(options.conns, || None);
+    } else {
+        let mut opening = JoinSet::new();
+        for _ in 0..options.conns {
+            let client = client.clone();
+            opening.spawn(async move { client.connect().await });
+        }
+        while let Some(joined) = opening.join_next().await {
+            let conn = joined.map_err(|e| Error::Protocol(format!("connect task: {e}")))??;
+            conns.push(Some(conn));
+        }
     }
 
     let issued = Arc::new(AtomicU64::new(0));
@@ -206,9 +218,11 @@ pub async fn run(client: &Client, options: &RateOptions) -> Result<RateReport> {
     })
 }
 
+/// One connection's loop. `conn` is `None` in new-connection mode: then each
+/// request connects first and drops its connection after the answer.
 async fn worker(
     client: Client,
-    mut conn: Connection,
+    mut conn: Option<Connection>,
     issued: Arc<AtomicU64>,
     options: RateOptions,
     deadline: Option<Instant>,
@@ -224,16 +238,16 @@ async fn worker(
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         let started = Instant::now();
-        let answered = match options.method {
-            Method::Post => conn
-                .request(options.body_bytes)
-                .await
-                .map(|r| judge_post(&r, options.expect_bytes)),
-            Method::Get => conn
-                .get(&get)
-                .await
-                .map(|r| judge_get(&r, options.expect_bytes)),
+        let mut fresh = None;
+        let answered = match conn.as_mut() {
+            Some(conn) => ask(conn, &options, &get).await,
+            None => match client.connect().await {
+                Ok(opened) => ask(fresh.insert(opened), &options, &get).await,
+                Err(error) => Err(error),
+            },
         };
+        // New-connection mode: the connection ends here, after its one answer.
+        drop(fresh);
         match answered {
             Ok(Ok(())) => {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(MAX_MICROS);
@@ -245,9 +259,14 @@ async fn worker(
             Ok(Err(refused)) => tally.fail(refused),
             Err(error) => {
                 tally.fail(error.to_string());
+                if options.new_conn {
+                    // The next request connects anew anyway; a server refusing
+                    // every connection ends the run through `requests`.
+                    continue;
+                }
                 // The connection is likely dead; one new one, or this worker stops.
                 match client.connect().await {
-                    Ok(fresh) => conn = fresh,
+                    Ok(fresh) => conn = Some(fresh),
                     Err(error) => {
                         tally.fail(error.to_string());
                         break;
@@ -257,6 +276,24 @@ async fn worker(
         }
     }
     Ok(tally)
+}
+
+/// Sends the run's request on `conn` and judges the answer.
+async fn ask(
+    conn: &mut Connection,
+    options: &RateOptions,
+    get: &GetOptions,
+) -> Result<Result<(), String>> {
+    match options.method {
+        Method::Post => conn
+            .request(options.body_bytes)
+            .await
+            .map(|r| judge_post(&r, options.expect_bytes)),
+        Method::Get => conn
+            .get(get)
+            .await
+            .map(|r| judge_get(&r, options.expect_bytes)),
+    }
 }
 
 /// Why an answered POST does not count as a success, if it does not.
@@ -290,5 +327,99 @@ fn check_length(received: u64, status: u16, expect_bytes: Option<u64>) -> Result
             "status {status} with {received} body bytes, expected {expected}"
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A keep-alive HTTP/1.1 server that answers every request `200` with an
+    /// empty body and counts the connections it accepted.
+    async fn counting_server() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(answer_all(stream));
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn answer_all(mut stream: TcpStream) {
+        let mut buffered = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // One request: a head, then `content-length` bytes of body.
+            let head_end = loop {
+                if let Some(i) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buffered[..head_end]).to_ascii_lowercase();
+            let body: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buffered.len() < head_end + body {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buffered.drain(..head_end + body);
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+            if stream.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn run_against(new_conn: bool) -> (RateReport, u64) {
+        let (addr, accepted) = counting_server().await;
+        let client = Client::new(Proto::H1, &format!("http://{addr}/discard"), None).unwrap();
+        let options = RateOptions {
+            conns: 4,
+            requests: 40,
+            body_bytes: 100,
+            new_conn,
+            ..RateOptions::default()
+        };
+        let report = run(&client, &options).await.unwrap();
+        (report, accepted.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn new_conn_opens_one_connection_per_request() {
+        let (report, accepted) = run_against(true).await;
+        assert_eq!(
+            (report.ok, report.errors),
+            (40, 0),
+            "{:?}",
+            report.first_error
+        );
+        assert_eq!(accepted, 40);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_reuses_its_connections() {
+        let (report, accepted) = run_against(false).await;
+        assert_eq!(
+            (report.ok, report.errors),
+            (40, 0),
+            "{:?}",
+            report.first_error
+        );
+        assert_eq!(accepted, 4);
     }
 }

@@ -13,6 +13,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
+use tokio::sync::oneshot;
 
 use super::{Collector, GetOptions, GetReader, GetResult, UploadOptions, UploadResult};
 use crate::error::{Error, Result};
@@ -26,6 +27,19 @@ pub struct PatternBody {
     chunks: Chunks,
     /// Whether to announce the length (`Content-Length`) or leave it open (chunked).
     exact: bool,
+    /// Bytes handed to the connection so far.
+    handed: u64,
+    /// Told when the connection lets go of the body (written whole, or given
+    /// up): a server may answer before it has read the body (nginx's `return`
+    /// does, then reads and discards the rest), and an upload is only over
+    /// once its last byte went out.
+    done: Option<oneshot::Sender<BodyEnd>>,
+}
+
+/// When and how far a request body was sent.
+struct BodyEnd {
+    at: Instant,
+    handed: u64,
 }
 
 impl PatternBody {
@@ -34,6 +48,32 @@ impl PatternBody {
         Self {
             chunks: Chunks::empty(),
             exact: true,
+            handed: 0,
+            done: None,
+        }
+    }
+
+    /// `total` pattern bytes, and the receiver told when they are all sent.
+    fn upload(pattern: &Pattern, total: u64, exact: bool) -> (Self, oneshot::Receiver<BodyEnd>) {
+        let (tx, rx) = oneshot::channel();
+        let body = Self {
+            chunks: pattern.chunks(total),
+            exact,
+            handed: 0,
+            done: Some(tx),
+        };
+        (body, rx)
+    }
+}
+
+impl Drop for PatternBody {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            // The upload may have ended with an error and dropped the receiver.
+            let _ = done.send(BodyEnd {
+                at: Instant::now(),
+                handed: self.handed,
+            });
         }
     }
 }
@@ -46,7 +86,12 @@ impl Body for PatternBody {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().chunks.next().map(|c| Ok(Frame::data(c))))
+        let body = self.get_mut();
+        let chunk = body.chunks.next();
+        if let Some(c) = &chunk {
+            body.handed += c.len() as u64;
+        }
+        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -111,10 +156,7 @@ pub async fn upload_h1(
     } else {
         builder.header(http::header::CONTENT_LENGTH, options.bytes)
     };
-    let body = PatternBody {
-        chunks: pattern.chunks(options.bytes),
-        exact: !chunked,
-    };
+    let (body, sent) = PatternBody::upload(pattern, options.bytes, !chunked);
     let request = builder
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .body(body)?;
@@ -122,7 +164,8 @@ pub async fn upload_h1(
     let started = Instant::now();
     let response = send.send_request(request).await?;
     let proto = if chunked { Proto::H1Chunked } else { Proto::H1 };
-    finish(proto, response, options, started).await
+    let result = finish(proto, response, options, started).await?;
+    until_sent(result, sent, started).await
 }
 
 /// One POST over HTTP/2 on a new stream of the connection.
@@ -132,17 +175,39 @@ pub async fn upload_h2(
     pattern: &Pattern,
     options: &UploadOptions,
 ) -> Result<UploadResult> {
+    let (body, sent) = PatternBody::upload(pattern, options.bytes, true);
     let request = Request::post(target.absolute())
         .header(http::header::CONTENT_LENGTH, options.bytes)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .body(PatternBody {
-            chunks: pattern.chunks(options.bytes),
-            exact: true,
-        })?;
+        .body(body)?;
     send.ready().await?;
     let started = Instant::now();
     let response = send.send_request(request).await?;
-    finish(Proto::H2, response, options, started).await
+    let result = finish(Proto::H2, response, options, started).await?;
+    until_sent(result, sent, started).await
+}
+
+/// Waits until the request body has left (a server answering early keeps
+/// reading after its answer) and times the upload to whichever ended last;
+/// fails if the connection gave up on the body before its end.
+async fn until_sent(
+    mut result: UploadResult,
+    sent: oneshot::Receiver<BodyEnd>,
+    started: Instant,
+) -> Result<UploadResult> {
+    let end = sent
+        .await
+        .map_err(|_| Error::Protocol("the request body vanished unreported".into()))?;
+    if end.handed < result.sent {
+        return Err(Error::Protocol(format!(
+            "the answer (status {}) came before the body was sent and only {} of {} body bytes went out",
+            result.status, end.handed, result.sent
+        )));
+    }
+    result.elapsed = result
+        .elapsed
+        .max(end.at.saturating_duration_since(started));
+    Ok(result)
 }
 
 async fn finish(
