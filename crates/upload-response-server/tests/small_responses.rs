@@ -79,7 +79,11 @@ async fn a_small_response_written_whole_leaves_in_one_write() {
     for (i, (head, body)) in answers.iter().enumerate() {
         assert_eq!(head[0], "HTTP/1.1 200 OK", "request {i}");
         // A known length, not chunked: the response went out as one buffer.
-        assert_eq!(content_length(head), Some(body.len()), "request {i}: {head:?}");
+        assert_eq!(
+            content_length(head),
+            Some(body.len()),
+            "request {i}: {head:?}"
+        );
         assert_eq!(body, &format!("{}\n", 1000 + i).into_bytes(), "request {i}");
     }
     assert_eq!(
@@ -118,13 +122,19 @@ fn keep_alive_posts(addr: SocketAddr, n: usize) -> Vec<(Vec<String>, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_response_sends_its_head_before_its_body_is_written() {
     let server = TestServer::start(|_| {}).await;
-    let worker = server.running.service.worker("slow", Route::prefix("/slow"));
+    let worker = server
+        .running
+        .service
+        .worker("slow", Route::prefix("/slow"));
     let (head_seen_tx, head_seen_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut job = worker.next_job().await;
         let mut body = job.body();
         while let Some(Ok(_)) = body.chunk().await {}
-        let mut out = job.respond(StatusCode::OK, &HeaderMap::new()).await.unwrap();
+        let mut out = job
+            .respond(StatusCode::OK, &HeaderMap::new())
+            .await
+            .unwrap();
         // The body is written only once the client has the head: a head held
         // back until the body comes would never arrive.
         head_seen_rx.await.unwrap();
