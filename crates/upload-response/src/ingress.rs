@@ -549,7 +549,8 @@ impl Tail {
         if self.ahead.is_empty() && !self.ended {
             return None;
         }
-        if let Some(failure) = reported_failure(&mut self.pump_rx).or_else(|| self.flight.rejected())
+        if let Some(failure) =
+            reported_failure(&mut self.pump_rx).or_else(|| self.flight.rejected())
         {
             return Some(Err(failure));
         }
