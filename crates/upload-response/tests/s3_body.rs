@@ -86,6 +86,11 @@ async fn send_expecting(
             out.finish().await.unwrap();
         }
     });
+    // The worker waits for a job before the request comes: the body is
+    // pumped in the request's own task, so a body that fails its checks
+    // within the first poll fails before any worker could take it, and a
+    // request that fails unclaimed is never offered.
+    tokio::task::yield_now().await;
     let res = service.handle(req).await;
     let status = res.status();
     let body = res.into_body().collect().await.map(|b| b.to_bytes());
