@@ -588,3 +588,77 @@ async fn a_client_pausing_longer_than_the_lease_keeps_its_worker() {
     running.stop().await;
     node.stop().await;
 }
+
+/// The worker API's `/metrics` page.
+async fn api_metrics(node: &TestServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = node.running.worker_api.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.unwrap();
+    page
+}
+
+/// The value of the counter line `name` on a metrics page (0 if absent).
+fn counter(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// With the client's defaults, queued small requests are claimed several
+/// per call and their bodies come with the claims: fewer claim calls than
+/// jobs, and no body call at all; every client still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_small_requests_are_claimed_in_batches_with_their_bodies() {
+    let node = node(30_000).await;
+    let origins = [node.worker_origin()];
+    let clients: Vec<_> = (0..40u64)
+        .map(|i| {
+            let client = node.h1_client("/e");
+            tokio::spawn(async move {
+                let mut conn = client.connect().await.unwrap();
+                conn.request(100 + i).await
+            })
+        })
+        .collect();
+    // Every request queued, its body arrived, before any worker runs.
+    loop {
+        let streams = node.running.service.streams();
+        if streams.len() == 40 && streams.iter().all(|s| s.request_done) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut config = config(&origins, "echo", "/e", false);
+    config.concurrency = 16;
+    let running = spawn_worker(config, workers::echo);
+    for (i, client) in clients.into_iter().enumerate() {
+        let result = client.await.unwrap();
+        assert!(
+            result
+                .as_ref()
+                .is_ok_and(|r| r.succeeded() && r.received == 100 + i as u64),
+            "request {i}: {result:?}"
+        );
+    }
+    running.stop().await;
+    let page = api_metrics(&node).await;
+    let claims = counter(
+        &page,
+        r#"upload_response_worker_api_calls_total{route="/v1/claim",status="200"}"#,
+    );
+    assert!(
+        (3..=20).contains(&claims),
+        "{claims} claim calls for 40 jobs"
+    );
+    let body_calls = page
+        .lines()
+        .filter(|l| l.contains(r#"route="/v1/streams/{id}/body""#))
+        .count();
+    assert_eq!(body_calls, 0, "every body came with its claim:\n{page}");
+    node.stop().await;
+}

@@ -458,3 +458,131 @@ async fn a_claim_by_id_expires_like_any_claim() {
     assert_eq!(reply.await.unwrap().text(), "from the heir");
     server.stop().await;
 }
+
+/// `max=K` takes the first request and those queued behind it in one call
+/// (a JSON array); `inline_max=B` sends each body of at most B bytes that
+/// has arrived along as `body_b64`, and such a body is not read again. A
+/// larger body is read as before, and bad values are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_claim_takes_the_queue_and_small_bodies_come_along() {
+    use base64::Engine as _;
+    let server = TestServer::start(|cli| cli.https = Some("none".into())).await;
+    let running = &server.running;
+    let api = Api {
+        addr: running.worker_api.unwrap(),
+        h2c: false,
+    };
+    for bad in [
+        "max=0",
+        "max=65",
+        "max=x",
+        "inline_max=65537",
+        "inline_max=-1",
+    ] {
+        let r = api.on("POST", &format!("/v1/claim?worker=w&{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let mut replies = Vec::new();
+    for (path, body) in [
+        ("/b/1", b"one".to_vec()),
+        ("/b/2", b"two".to_vec()),
+        ("/b/3", Vec::new()),
+        ("/b/4", big.clone()),
+    ] {
+        let url = format!("http://{}{path}", running.http.unwrap());
+        let reply = tokio::spawn(curl(
+            vec!["--data-binary".into(), "@-".into(), url],
+            Some(body.clone()),
+        ));
+        replies.push((path, body, reply));
+    }
+    // Every body has arrived before the claims: what comes along is
+    // decided by size alone here.
+    loop {
+        let list = api.on("GET", "/v1/streams").await;
+        let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+        let list = list.as_array().unwrap();
+        if list.len() == 4 && list.iter().all(|s| s["request_done"] == true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut claimed = Vec::new();
+    for max in [3, 8] {
+        let r = api
+            .on(
+                "POST",
+                &format!("/v1/claim?worker=w&prefix=/b&wait_ms=5000&max={max}&inline_max=100"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let batch: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        claimed.extend(batch.as_array().expect("an array with max=K").clone());
+        assert_eq!(claimed.len(), if max == 3 { 3 } else { 4 }, "{batch}");
+    }
+    for (path, sent, _) in &replies {
+        let claim = claimed
+            .iter()
+            .find(|c| c["path"] == *path)
+            .unwrap_or_else(|| panic!("{path} claimed once: {claimed:?}"));
+        let id = claim["stream_id"].as_u64().unwrap();
+        let body_call = api
+            .on("GET", &format!("/v1/streams/{id}/body?worker=w"))
+            .await;
+        let received = match claim.get("body_b64") {
+            Some(b64) => {
+                assert!(sent.len() <= 100, "{path}: only small bodies come along");
+                assert_eq!(body_call.status, 409, "an inline body is not read again");
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_str().unwrap())
+                    .unwrap()
+            }
+            None => {
+                assert!(sent.len() > 100, "{path}: a small arrived body comes along");
+                assert_eq!(body_call.status, 200);
+                body_call.body
+            }
+        };
+        assert_eq!(&received, sent, "{path}");
+        let answer = format!("{path}: {} bytes", received.len());
+        let r = api
+            .call(
+                "POST",
+                &format!("/v1/streams/{id}/response?worker=w"),
+                &["-H", "x-ur-status: 200"],
+                Some(answer.as_bytes()),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    for (path, sent, reply) in replies {
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), format!("{path}: {} bytes", sent.len()));
+    }
+    // Without max the answer is one object, as before.
+    let reply = client(running, "/b/5", b"five");
+    let (_, json) = claim(&api, "w", "/b").await;
+    assert!(json.is_object() && json.get("body_b64").is_none(), "{json}");
+    let id = json["stream_id"].as_u64().unwrap();
+    let r = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{id}/response?worker=w"),
+            &["-H", "x-ur-status: 200"],
+            Some(b"ok"),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(reply.await.unwrap().text(), "ok");
+    let metrics = curl(vec![format!("http://{}/metrics", api.addr)], None).await;
+    // one + two + "" inline, the 5000 bytes read, "five" never read.
+    let line = "upload_response_worker_api_body_bytes_total 5006";
+    assert!(
+        metrics.text().lines().any(|l| l == line),
+        "{line} missing from:\n{}",
+        metrics.text()
+    );
+    server.stop().await;
+}

@@ -1,9 +1,11 @@
 //! The idiomatic worker layer: await a job, read its body as a stream, write
 //! the response through a writer.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chunk_cache::{SlotKind, StreamReader, StreamWriter};
 use futures_util::Stream;
 use http::{HeaderMap, StatusCode};
@@ -39,6 +41,13 @@ impl Worker {
     /// the next worker.
     pub async fn next_job(&self) -> Job {
         self.service.next_job(&self.id, &self.route).await
+    }
+
+    /// Claims the oldest request already queued on this worker's route, if
+    /// any, without waiting (a batch's further jobs after
+    /// [`next_job`](Self::next_job) gave its first).
+    pub fn try_next_job(&self) -> Option<Job> {
+        self.service.try_next_job(&self.id, &self.route)
     }
 }
 
@@ -100,6 +109,8 @@ impl Job {
     pub fn body(&mut self) -> RequestBody {
         RequestBody {
             reader: self.reader.take(),
+            ahead: VecDeque::new(),
+            started: false,
             done: false,
         }
     }
@@ -188,6 +199,12 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap) -> Result<Response
 /// The request body of a [`Job`], chunk by chunk as the client uploads it.
 pub struct RequestBody {
     reader: Option<StreamReader>,
+    /// Chunks [`try_complete`](Self::try_complete) read without finding the
+    /// end: they were consumed from the reader, so [`chunk`](Self::chunk)
+    /// must hand them out before reading on.
+    ahead: VecDeque<Bytes>,
+    /// Whether `chunk` has handed out bytes: the body is no longer whole.
+    started: bool,
     done: bool,
 }
 
@@ -195,6 +212,10 @@ impl RequestBody {
     /// The next chunk; `None` at the clean end. An abort (client gone, body
     /// too large, timeout) is an error, never a clean end.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, TailError>> {
+        if let Some(bytes) = self.ahead.pop_front() {
+            self.started = true;
+            return Some(Ok(bytes));
+        }
         if self.done {
             return None;
         }
@@ -203,7 +224,10 @@ impl RequestBody {
             match reader.next().await {
                 Ok(slot) => match slot.kind {
                     SlotKind::Headers => continue,
-                    SlotKind::Body => return Some(Ok(slot.bytes)),
+                    SlotKind::Body => {
+                        self.started = true;
+                        return Some(Ok(slot.bytes));
+                    }
                     SlotKind::End => {
                         self.done = true;
                         return None;
@@ -215,6 +239,85 @@ impl RequestBody {
                 }
             }
         }
+    }
+
+    /// The whole body, if it has already arrived (its end is published, the
+    /// upload ended cleanly) and is at most `max` bytes; never waits. The
+    /// body is then consumed: [`chunk`](Self::chunk) returns `None`. A body
+    /// still arriving, longer than `max`, aborted, or partly read by `chunk`
+    /// gives `None` and reads on as if this had not been called (an abort
+    /// shows at the next `chunk`).
+    pub fn try_complete(&mut self, max: usize) -> Option<Bytes> {
+        if self.done || self.started {
+            return None;
+        }
+        let reader = self.reader.as_mut()?;
+        let mut held: usize = self.ahead.iter().map(Bytes::len).sum();
+        // Reading ahead is bounded: at most one slot beyond `max` is kept.
+        while held <= max {
+            match reader.try_next() {
+                Ok(Some(slot)) => match slot.kind {
+                    SlotKind::Headers => {}
+                    SlotKind::Body => {
+                        held += slot.bytes.len();
+                        self.ahead.push_back(slot.bytes);
+                    }
+                    SlotKind::End => {
+                        self.done = true;
+                        return Some(self.take_ahead(held));
+                    }
+                },
+                // Not yet published, or aborted: a failed `try_next` does
+                // not move the cursor, so `chunk` meets the same error.
+                Ok(None) | Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// [`try_complete`](Self::try_complete), waiting up to `within` for a
+    /// body still arriving to end: the whole body if it ends within that
+    /// time and is at most `max` bytes, else `None` with nothing lost (what
+    /// was read ahead comes first from [`chunk`](Self::chunk)). For the
+    /// worker API's claims that carry a small body along.
+    pub async fn complete_within(&mut self, max: usize, within: Duration) -> Option<Bytes> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(whole) = self.try_complete(max) {
+                return Some(whole);
+            }
+            let held: usize = self.ahead.iter().map(Bytes::len).sum();
+            if self.done || self.started || held > max {
+                return None;
+            }
+            // `next` moves the cursor only once it has a slot: cancelled by
+            // the deadline, it loses nothing; an abort stays for `chunk`.
+            let reader = self.reader.as_mut()?;
+            let slot = match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) | Err(_) => return None,
+            };
+            match slot.kind {
+                SlotKind::Headers => {}
+                SlotKind::Body => self.ahead.push_back(slot.bytes),
+                SlotKind::End => {
+                    self.done = true;
+                    let len = self.ahead.iter().map(Bytes::len).sum();
+                    return Some(self.take_ahead(len));
+                }
+            }
+        }
+    }
+
+    fn take_ahead(&mut self, len: usize) -> Bytes {
+        if self.ahead.len() <= 1 {
+            return self.ahead.pop_front().unwrap_or_default();
+        }
+        let mut whole = BytesMut::with_capacity(len);
+        for chunk in self.ahead.drain(..) {
+            whole.extend_from_slice(&chunk);
+        }
+        whole.freeze()
     }
 
     /// The body as a `Stream` of chunks.

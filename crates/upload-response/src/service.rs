@@ -198,15 +198,30 @@ impl UploadResponseService {
 
     // ---- work discovery -------------------------------------------------
 
+    /// Claims the oldest queued request on `route` for `worker`, if one is
+    /// waiting; never waits.
+    pub(crate) fn try_next_job(&self, worker: &WorkerId, route: &Route) -> Option<Job> {
+        self.take_queued(&mut lock(&self.inner.dispatch), worker, route)
+    }
+
+    /// The oldest queued request on `route` that can still be claimed,
+    /// claimed for `worker`.
+    fn take_queued(&self, d: &mut Dispatch, worker: &WorkerId, route: &Route) -> Option<Job> {
+        while let Some(entry) = d.take_pending(route) {
+            if let Some(job) = self.assign(&entry, worker) {
+                return Some(job);
+            }
+        }
+        None
+    }
+
     /// Waits for the next request on `route` and claims it for `worker`.
     pub(crate) async fn next_job(&self, worker: &WorkerId, route: &Route) -> Job {
         loop {
             let rx = {
                 let mut d = lock(&self.inner.dispatch);
-                while let Some(entry) = d.take_pending(route) {
-                    if let Some(job) = self.assign(&entry, worker) {
-                        return job;
-                    }
+                if let Some(job) = self.take_queued(&mut d, worker, route) {
+                    return job;
                 }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 d.waiters.retain(|w| !w.tx.is_closed());

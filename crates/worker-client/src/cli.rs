@@ -15,7 +15,7 @@ use crate::{ClientError, Origins, RemoteJob, WorkerClient, WorkerConfig};
 ///   (resolved again every 5 s);
 /// * `UR_WORKER_TOKEN` (required), `UR_WORKER_ID` [default `NAME-PID`],
 ///   `UR_PREFIX` [default `default_prefix`], `UR_CONCURRENCY` [default 8],
-///   `UR_H2C=1` for h2c.
+///   `UR_BATCH` [16], `UR_INLINE_MAX` [16384], `UR_H2C=1` for h2c.
 pub async fn run_from_env<H, F>(
     name: &str,
     default_prefix: &str,
@@ -33,6 +33,12 @@ where
     let mut config = WorkerConfig::new(origins, token, id, prefix);
     if let Some(n) = env("UR_CONCURRENCY") {
         config.concurrency = n.parse().map_err(|_| "UR_CONCURRENCY: not a number")?;
+    }
+    if let Some(n) = env("UR_BATCH") {
+        config.batch = n.parse().map_err(|_| "UR_BATCH: not a number")?;
+    }
+    if let Some(n) = env("UR_INLINE_MAX") {
+        config.inline_max = n.parse().map_err(|_| "UR_INLINE_MAX: not a number")?;
     }
     config.http2 = env("UR_H2C").is_some_and(|v| v == "1");
     let client = WorkerClient::new(config)?;

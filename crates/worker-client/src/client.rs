@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -18,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::job::{Claimed, RemoteJob, empty};
+use crate::job::{ClaimedWire, RemoteJob, empty};
 use crate::{BoxError, ClientError, Origins, WorkerConfig};
 
 pub(crate) type ReqBody = BoxBody<Bytes, BoxError>;
@@ -126,13 +128,41 @@ impl WorkerClient {
     /// [`WorkerConfig::wait`]. The worker owns its response and reads its
     /// body until the job is answered, released or dropped.
     pub async fn claim(&self, origin: &str) -> Result<Option<RemoteJob>, ClientError> {
+        Ok(self.claim_call(origin, None).await?.pop())
+    }
+
+    /// One long-poll on `origin` for up to `max` requests (at least one):
+    /// the first that comes within [`WorkerConfig::wait`] and those already
+    /// queued behind it, claimed in one call. Empty if none came.
+    pub async fn claim_batch(
+        &self,
+        origin: &str,
+        max: usize,
+    ) -> Result<Vec<RemoteJob>, ClientError> {
+        self.claim_call(origin, Some(max.max(1))).await
+    }
+
+    /// `POST /v1/claim`: with `max`, a batch (a JSON array); without, one
+    /// claim (an object). An ingress that predates batches answers an
+    /// object either way, which reads as a batch of one.
+    async fn claim_call(
+        &self,
+        origin: &str,
+        max: Option<usize>,
+    ) -> Result<Vec<RemoteJob>, ClientError> {
         let config = &self.shared.config;
-        let url = format!(
+        let mut url = format!(
             "{origin}/v1/claim?{}&prefix={}&wait_ms={}",
             self.shared.worker_query(),
             encode(&config.prefix),
             config.wait.as_millis()
         );
+        if let Some(max) = max {
+            url.push_str(&format!("&max={max}"));
+        }
+        if config.inline_max > 0 {
+            url.push_str(&format!("&inline_max={}", config.inline_max));
+        }
         let call = format!("POST {url}");
         let response = self
             .shared
@@ -141,7 +171,7 @@ impl WorkerClient {
         let response =
             Shared::expect(&call, response, &[StatusCode::OK, StatusCode::NO_CONTENT]).await?;
         if response.status() == StatusCode::NO_CONTENT {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let body = response
             .into_body()
@@ -149,12 +179,40 @@ impl WorkerClient {
             .await
             .map_err(ClientError::Body)?
             .to_bytes();
-        let claimed: Claimed = serde_json::from_slice(&body)?;
-        Ok(Some(RemoteJob::new(
-            self.shared.clone(),
-            origin.to_owned(),
-            claimed,
-        )))
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Answer {
+            Batch(Vec<ClaimedWire>),
+            One(Box<ClaimedWire>),
+        }
+        let claimed = match serde_json::from_slice(&body)? {
+            Answer::Batch(all) => all,
+            Answer::One(one) => vec![*one],
+        };
+        // Decode every body first: a bad one refuses the whole answer
+        // (its jobs are released as they drop), never half of it.
+        let mut jobs = Vec::with_capacity(claimed.len());
+        let mut bad = None;
+        for ClaimedWire { claimed, body_b64 } in claimed {
+            let inline = match body_b64.map(|b| BASE64.decode(b)) {
+                None => None,
+                Some(Ok(bytes)) => Some(Bytes::from(bytes)),
+                Some(Err(e)) => {
+                    bad = Some(e);
+                    None
+                }
+            };
+            jobs.push(RemoteJob::new(
+                self.shared.clone(),
+                origin.to_owned(),
+                claimed,
+                inline,
+            ));
+        }
+        match bad {
+            Some(e) => Err(ClientError::InlineBody(e)),
+            None => Ok(jobs),
+        }
     }
 
     /// Serves every origin until `shutdown` is cancelled: at most
@@ -237,34 +295,46 @@ impl WorkerClient {
         let config = self.config();
         let mut delay = config.backoff_min;
         loop {
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 _ = stop.cancelled() => return,
                 permit = permits.clone().acquire_owned() => match permit {
                     Ok(p) => p,
                     Err(_) => return,
                 },
             };
+            // One claim call takes as many requests as there are free
+            // permits (up to the batch size): one call per batch rather
+            // than one per job, while the concurrency bound still holds.
+            let mut held = vec![first];
+            while held.len() < config.batch.max(1) {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
             // Abandoning a long-poll on shutdown is safe: a claim whose
             // answer is not delivered is given back by the server.
             let claimed = tokio::select! {
                 _ = stop.cancelled() => return,
-                claimed = self.claim(&origin) => claimed,
+                claimed = self.claim_batch(&origin, held.len()) => claimed,
             };
             match claimed {
-                Ok(Some(job)) => {
+                Ok(claimed) => {
                     delay = config.backoff_min;
-                    let handler = handler.clone();
-                    jobs.spawn(async move {
-                        let id = job.stream_id();
-                        if let Err(e) = handler(job).await {
-                            tracing::debug!(stream = id, error = %e, "job failed");
-                        }
-                        drop(permit);
-                    });
+                    // Permits beyond the jobs that came drop here.
+                    for (job, permit) in claimed.into_iter().zip(held) {
+                        let handler = handler.clone();
+                        jobs.spawn(async move {
+                            let id = job.stream_id();
+                            if let Err(e) = handler(job).await {
+                                tracing::debug!(stream = id, error = %e, "job failed");
+                            }
+                            drop(permit);
+                        });
+                    }
                 }
-                Ok(None) => delay = config.backoff_min,
                 Err(e) => {
-                    drop(permit);
+                    drop(held);
                     tracing::warn!(origin, error = %e, retry_in = ?delay, "claim failed");
                     tokio::select! {
                         _ = stop.cancelled() => return,

@@ -31,6 +31,15 @@ pub struct Claimed {
     pub headers: Vec<(String, String)>,
 }
 
+/// One element of a claim answer: the head, and the body if it came along.
+#[derive(Deserialize)]
+pub(crate) struct ClaimedWire {
+    #[serde(flatten)]
+    pub(crate) claimed: Claimed,
+    #[serde(default)]
+    pub(crate) body_b64: Option<String>,
+}
+
 /// A request this worker claimed from one ingress. Answer it with
 /// [`respond`](Self::respond); dropping it unanswered releases the claim
 /// (the ingress offers the request to another worker).
@@ -38,15 +47,23 @@ pub struct RemoteJob {
     shared: Arc<Shared>,
     origin: String,
     claimed: Claimed,
+    /// The whole body, when it came with the claim.
+    inline: Option<Bytes>,
     answered: bool,
 }
 
 impl RemoteJob {
-    pub(crate) fn new(shared: Arc<Shared>, origin: String, claimed: Claimed) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        origin: String,
+        claimed: Claimed,
+        inline: Option<Bytes>,
+    ) -> Self {
         Self {
             shared,
             origin,
             claimed,
+            inline,
             answered: false,
         }
     }
@@ -84,10 +101,22 @@ impl RemoteJob {
         )
     }
 
+    /// The whole body, if it came with the claim (it had arrived and was at
+    /// most [`WorkerConfig::inline_max`](crate::WorkerConfig::inline_max) bytes).
+    pub fn inline_body(&self) -> Option<&Bytes> {
+        self.inline.as_ref()
+    }
+
     /// The request body, chunk by chunk as the client uploads it. The stream
     /// ends cleanly only at the body's end; an aborted upload is an error.
-    /// Reading renews the claim's lease.
+    /// Reading renews the claim's lease. A body that came with the claim is
+    /// handed over without a call.
     pub async fn body(&self) -> Result<BodyStream, ClientError> {
+        if let Some(whole) = &self.inline {
+            return Ok(BodyStream {
+                inner: Inner::Whole(Some(whole.clone()).filter(|b| !b.is_empty())),
+            });
+        }
         let url = self.url("body");
         let call = format!("GET {url}");
         let response = self
@@ -96,7 +125,7 @@ impl RemoteJob {
             .await?;
         let response = Shared::expect(&call, response, &[StatusCode::OK]).await?;
         Ok(BodyStream {
-            inner: response.into_body().into_data_stream(),
+            inner: Inner::Remote(response.into_body().into_data_stream()),
         })
     }
 
@@ -171,6 +200,7 @@ impl Drop for RemoteJob {
                 shared: self.shared.clone(),
                 origin: std::mem::take(&mut self.origin),
                 claimed: self.claimed.clone(),
+                inline: None,
                 answered: true,
             };
             runtime.spawn(async move {
@@ -188,17 +218,28 @@ pub(crate) fn empty() -> ReqBody {
 
 /// A request body as a `Stream` of `Bytes` chunks.
 pub struct BodyStream {
-    inner: BodyDataStream<Incoming>,
+    inner: Inner,
+}
+
+enum Inner {
+    /// The body that came with the claim (no chunk if it is empty).
+    Whole(Option<Bytes>),
+    /// The body call's answer.
+    Remote(BodyDataStream<Incoming>),
 }
 
 impl Stream for BodyStream {
     type Item = Result<Bytes, ClientError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let remote = match &mut self.inner {
+            Inner::Whole(whole) => return Poll::Ready(whole.take().map(Ok)),
+            Inner::Remote(remote) => remote,
+        };
         loop {
             // HTTP/2 ends a body with an empty DATA frame, which hyper may
             // hand over as an empty chunk: not data, so not passed on.
-            match self.inner.poll_next_unpin(cx) {
+            match remote.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
                 other => return other.map(|item| item.map(|r| r.map_err(ClientError::Body))),
             }

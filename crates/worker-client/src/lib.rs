@@ -3,8 +3,10 @@
 //! knowledge), against one ingress or a fleet of them.
 //!
 //! * [`WorkerClient::claim`] long-polls one origin for the next request on
-//!   the worker's prefix and returns a [`RemoteJob`].
-//! * [`RemoteJob::body`] streams the request body as the client uploads it;
+//!   the worker's prefix and returns a [`RemoteJob`];
+//!   [`WorkerClient::claim_batch`] takes several at once.
+//! * [`RemoteJob::body`] streams the request body as the client uploads it
+//!   (or hands over the small body that came with the claim);
 //!   [`RemoteJob::respond`] streams a response back while it is produced.
 //! * [`WorkerClient::run`] serves every origin (a list of URLs, or a DNS
 //!   name whose every address is an ingress, re-resolved periodically) with a
@@ -69,6 +71,12 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long one claim long-poll waits on the server.
     pub wait: Duration,
+    /// Most requests one claim call takes (`max=`): the first that comes
+    /// plus those already queued, within the free [`concurrency`](Self::concurrency).
+    pub batch: usize,
+    /// Bodies of at most this many bytes that have already arrived come
+    /// with the claim (`inline_max=`), saving the body call; 0 never.
+    pub inline_max: usize,
     /// Talk h2c (HTTP/2 with prior knowledge) instead of HTTP/1.1.
     pub http2: bool,
     /// First retry delay after a failed call; doubles up to `backoff_max`.
@@ -79,7 +87,8 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A configuration with defaults: concurrency 8, 20 s long-polls,
-    /// HTTP/1.1, backoff from 100 ms to 5 s.
+    /// batches of up to 16 claims, bodies up to 16 KiB inline, HTTP/1.1,
+    /// backoff from 100 ms to 5 s.
     pub fn new(
         origins: Origins,
         token: impl Into<String>,
@@ -93,6 +102,8 @@ impl WorkerConfig {
             prefix: prefix.into(),
             concurrency: 8,
             wait: Duration::from_secs(20),
+            batch: 16,
+            inline_max: 16 * 1024,
             http2: false,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
@@ -136,6 +147,9 @@ pub enum ClientError {
     /// The claim was not the JSON the contract promises.
     #[error("invalid claim answer: {0}")]
     Json(#[from] serde_json::Error),
+    /// A body that came with a claim was not valid base64.
+    #[error("invalid body_b64 in a claim answer: {0}")]
+    InlineBody(#[source] base64::DecodeError),
     /// The token has characters a header cannot carry.
     #[error("the worker token is not a valid header value")]
     InvalidToken,

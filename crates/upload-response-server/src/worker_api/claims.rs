@@ -18,6 +18,9 @@ use upload_response::{Job, RequestBody};
 pub(crate) struct Claim {
     /// The worker that claimed it.
     pub(crate) worker: String,
+    /// The body went out with the claim (`inline_max`): there is no body
+    /// left to read through the claim.
+    pub(crate) inlined: bool,
     state: Mutex<ClaimState>,
     deadline: Mutex<Instant>,
     /// Calls of the worker's own that are open on this claim (its body
@@ -120,10 +123,23 @@ impl Claims {
 
     /// Records a job handed to `worker` and starts its lease.
     pub(crate) fn insert(&self, worker: &str, mut job: Job) -> Arc<Claim> {
-        let id = job.stream_id();
         let body = job.body();
+        self.insert_with(worker, job, body, false)
+    }
+
+    /// [`insert`](Self::insert) for a job whose body reader the claim call
+    /// already took (`inlined`: and read whole, to send it along).
+    pub(crate) fn insert_with(
+        &self,
+        worker: &str,
+        job: Job,
+        body: RequestBody,
+        inlined: bool,
+    ) -> Arc<Claim> {
+        let id = job.stream_id();
         let claim = Arc::new(Claim {
             worker: worker.to_owned(),
+            inlined,
             state: Mutex::new(ClaimState {
                 job: Some(job),
                 body: Some(body),

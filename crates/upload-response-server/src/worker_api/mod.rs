@@ -16,6 +16,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
@@ -199,6 +200,10 @@ struct Claimed {
     authority: String,
     version: &'static str,
     headers: Vec<(String, String)>,
+    /// The whole body, base64, when the claim asked for small bodies to
+    /// come along (`inline_max`) and this one had ended in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_b64: Option<String>,
 }
 
 impl Claimed {
@@ -228,17 +233,83 @@ impl Claimed {
                 .iter()
                 .map(|h| (text(h.name()), text(h.value())))
                 .collect(),
+            body_b64: None,
         }
     }
 }
 
-/// `POST /v1/claim?worker=ID&prefix=/p&wait_ms=N`: a long-poll on the
-/// push-based dispatcher. Dropping this future (the worker hung up while
-/// waiting) withdraws the wait; nothing is claimed.
+/// Most requests one `POST /v1/claim?max=K` takes.
+const MAX_BATCH: usize = 64;
+/// Largest body a claim carries along (`inline_max`): with [`MAX_BATCH`],
+/// one claim answer holds at most 4 MiB of bodies (5.3 MiB as base64).
+const MAX_INLINE: usize = 64 * 1024;
+/// How long a claim waits for the end of a body whose `content-length`
+/// says it may come along: the head is dispatched the moment it arrives,
+/// usually a moment before the body it came with. A body that takes longer
+/// is read with `GET .../body` as usual.
+const INLINE_WAIT: Duration = Duration::from_millis(20);
+
+/// The optional integer parameter `name`, from 0 to `max` (else 400).
+fn bounded_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, ApiError> {
+    let Some(text) = params.get(name) else {
+        return Ok(None);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be an integer from {min} to {max}"
+        ))),
+    }
+}
+
+/// A claimed job, its body reader, and the body itself if it came along.
+struct Taken {
+    job: Job,
+    body: upload_response::RequestBody,
+    whole: Option<Bytes>,
+}
+
+/// Takes `job`'s body reader and, if `inline_max` allows, its whole body:
+/// at once if it has already ended, after up to [`INLINE_WAIT`] if its
+/// `content-length` says it fits.
+async fn take(mut job: Job, inline_max: Option<usize>) -> Taken {
+    let mut body = job.body();
+    let whole = match inline_max {
+        None => None,
+        Some(max) => {
+            let declared = job
+                .head()
+                .headers
+                .iter()
+                .find(|h| h.name().eq_ignore_ascii_case(b"content-length"))
+                .and_then(|h| std::str::from_utf8(h.value()).ok()?.parse::<u64>().ok());
+            let within = match declared {
+                Some(n) if n <= max as u64 => INLINE_WAIT,
+                _ => Duration::ZERO,
+            };
+            body.complete_within(max, within).await
+        }
+    };
+    Taken { job, body, whole }
+}
+
+/// `POST /v1/claim?worker=ID&prefix=/p&wait_ms=N[&max=K][&inline_max=B]`:
+/// a long-poll on the push-based dispatcher. With `max`, the answer is an
+/// array: the first request that comes, plus up to `max - 1` more already
+/// queued. With `inline_max`, a body of at most that many bytes that has
+/// ended comes along as `body_b64`. Dropping this future (the worker hung
+/// up while waiting) withdraws the wait; nothing is claimed.
 async fn claim(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let params = query(&uri);
     let worker_name = worker_param(&params)?;
     let wait = wait_param(&params)?;
+    let batch = bounded_param(&params, "max", 1, MAX_BATCH)?;
+    let inline_max = bounded_param(&params, "inline_max", 0, MAX_INLINE)?;
     let prefix = params.get("prefix").cloned().unwrap_or_default();
     let worker = api
         .service
@@ -252,14 +323,42 @@ async fn claim(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let Some(job) = job else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let json = serde_json::to_vec(&Claimed::of(&job))
-        .map_err(|e| ApiError::Internal(format!("cannot encode the claim: {e}")))?;
-    let id = job.stream_id();
-    let claim = api.claims.insert(&worker_name, job);
-    let body = ClaimBody {
-        json: Some(Bytes::from(json)),
-        undelivered: Some((api.claims.clone(), id, claim)),
+    let mut jobs = vec![job];
+    while jobs.len() < batch.unwrap_or(1) {
+        match worker.try_next_job() {
+            Some(job) => jobs.push(job),
+            None => break,
+        }
+    }
+    // Every job is claimed already: the waits for their bodies run side by
+    // side, so a batch waits at most one INLINE_WAIT.
+    let taken = futures_util::future::join_all(jobs.into_iter().map(|j| take(j, inline_max))).await;
+    let mut answers = Vec::with_capacity(taken.len());
+    let mut undelivered = Vec::with_capacity(taken.len());
+    for Taken { job, body, whole } in taken {
+        let mut claimed = Claimed::of(&job);
+        let inlined = whole.is_some();
+        if let Some(bytes) = whole {
+            api.metrics.body_bytes.inc_by(bytes.len() as u64);
+            claimed.body_b64 = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        }
+        answers.push(claimed);
+        let id = job.stream_id();
+        undelivered.push((id, api.claims.insert_with(&worker_name, job, body, inlined)));
+    }
+    let json = match batch {
+        Some(_) => serde_json::to_vec(&answers),
+        None => serde_json::to_vec(&answers[0]),
     };
+    let mut body = ClaimBody {
+        json: None,
+        claims: api.claims.clone(),
+        undelivered,
+    };
+    // Built before the error check: a claim that cannot be encoded is
+    // given back by the body's drop, like an undelivered one.
+    let json = json.map_err(|e| ApiError::Internal(format!("cannot encode the claim: {e}")))?;
+    body.json = Some(Bytes::from(json));
     let mut response = Response::new(axum::body::Body::new(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -270,11 +369,12 @@ async fn claim(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
 
 /// The claim's JSON body. If the connection is gone before the JSON was
 /// handed to it (the worker vanished between claim and answer), the body is
-/// dropped unsent and the claim is given back at once, so the request is
-/// offered to another worker instead of waiting out the lease.
+/// dropped unsent and its claims are given back at once, so the requests
+/// are offered to other workers instead of waiting out the lease.
 struct ClaimBody {
     json: Option<Bytes>,
-    undelivered: Option<(Claims, u64, Arc<Claim>)>,
+    claims: Claims,
+    undelivered: Vec<(u64, Arc<Claim>)>,
 }
 
 impl http_body::Body for ClaimBody {
@@ -285,7 +385,7 @@ impl http_body::Body for ClaimBody {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.undelivered = None;
+        self.undelivered.clear();
         Poll::Ready(self.json.take().map(|b| Ok(Frame::data(b))))
     }
 
@@ -300,10 +400,10 @@ impl http_body::Body for ClaimBody {
 
 impl Drop for ClaimBody {
     fn drop(&mut self) {
-        if let Some((claims, id, claim)) = self.undelivered.take()
-            && claims.abandon(id, &claim)
-        {
-            tracing::debug!(stream = id, "claim not delivered; request offered again");
+        for (id, claim) in self.undelivered.drain(..) {
+            if self.claims.abandon(id, &claim) {
+                tracing::debug!(stream = id, "claim not delivered; request offered again");
+            }
         }
     }
 }
@@ -367,7 +467,8 @@ mod tests {
             let claim = claims.insert(name, job);
             ClaimBody {
                 json: Some(Bytes::from_static(b"{}")),
-                undelivered: Some((claims.clone(), id, claim)),
+                claims: claims.clone(),
+                undelivered: vec![(id, claim)],
             }
         };
         let route = Route::prefix("/u");

@@ -27,6 +27,11 @@ pub(super) async fn body(
 ) -> Result<Response, ApiError> {
     let worker = worker_param(&query(&uri))?;
     if let Some(claim) = api.claims.get(id).filter(|c| c.worker == worker) {
+        if claim.inlined {
+            return Err(ApiError::Conflict(format!(
+                "the body of stream {id} came whole with its claim (body_b64)"
+            )));
+        }
         let body = claim.take_body().ok_or_else(|| {
             ApiError::Conflict(format!("the body of stream {id} is already being read"))
         })?;
