@@ -113,6 +113,7 @@ enum Column {
 pub(crate) fn table(
     loadgen_bin: &Path,
     ingress_bin: &Path,
+    remote_echo_bin: &Path,
     out_dir: &Path,
     bare: Endpoint,
     options: &Options,
@@ -208,7 +209,18 @@ pub(crate) fn table(
             );
             let sources = conns.div_ceil(25);
             let cells = each(
-                &|e| rate(loadgen_bin, e, tls, conns, sources, requests, false),
+                &|e| {
+                    rate(
+                        loadgen_bin,
+                        e,
+                        "/discard",
+                        tls,
+                        conns,
+                        sources,
+                        requests,
+                        false,
+                    )
+                },
                 3,
             );
             push_rows(
@@ -227,7 +239,18 @@ pub(crate) fn table(
             if tls { "TLS" } else { "cleartext" }
         );
         let cells = each(
-            &|e| rate(loadgen_bin, e, tls, NEW_CONN_WORKERS, 0, new_conns, true),
+            &|e| {
+                rate(
+                    loadgen_bin,
+                    e,
+                    "/discard",
+                    tls,
+                    NEW_CONN_WORKERS,
+                    0,
+                    new_conns,
+                    true,
+                )
+            },
             3,
         );
         push_rows(
@@ -259,6 +282,18 @@ pub(crate) fn table(
         cells,
     );
     drop(nginx_server);
+    let remote = match &columns[0] {
+        Column::Ready(ours) => remote_table(
+            loadgen_bin,
+            remote_echo_bin,
+            ours,
+            &ours_server,
+            &out_dir.join("ingress-small"),
+            options.requests,
+        ),
+        Column::Broken(e) => format!("\nnot measured: {e}\n"),
+        Column::Absent => String::new(),
+    };
     drop(ours_server);
 
     // The servers keep the soft limit they inherit (nginx raises its workers'
@@ -270,7 +305,121 @@ pub(crate) fn table(
             HOLD + 1024
         ));
     }
-    render(&rows, options, &setup, &notes)
+    let mut md = render(&rows, options, &setup, &notes);
+    md.push_str("\n### Remote workers (worker API)\n");
+    md.push_str(&remote);
+    md
+}
+
+/// Most jobs the remote worker runs at once (as the in-process echo worker
+/// has no bound, enough for every connection).
+const REMOTE_CONCURRENCY: &str = "128";
+
+/// A remote worker process; dropping it stops it.
+struct RemoteWorker(std::process::Child);
+
+impl Drop for RemoteWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// 1 KiB echo round trips on the same ingress, through its in-process
+/// `/echo` worker and through worker-client's `remote_echo` example over
+/// the worker API (client defaults: batched claims, inline bodies, batched
+/// responses), 100 keep-alive connections, same run.
+fn remote_table(
+    loadgen_bin: &Path,
+    remote_echo_bin: &Path,
+    ours: &Endpoint,
+    server: &Server,
+    dir: &Path,
+    requests: u64,
+) -> String {
+    let started = (|| {
+        let api = server
+            .ready
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("worker_api="))
+            .ok_or_else(|| format!("no worker_api= in the READY line {:?}", server.ready))?;
+        let token_file = dir.join("worker-token");
+        let token = fs::read_to_string(&token_file)
+            .map_err(|e| format!("read {}: {e}", token_file.display()))?;
+        let log = dir.join("remote-echo.log");
+        let stderr =
+            fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let child = Command::new(remote_echo_bin)
+            .arg(format!("http://{api}"))
+            .env("UR_WORKER_TOKEN", token.trim())
+            .env("UR_CONCURRENCY", REMOTE_CONCURRENCY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", remote_echo_bin.display()))?;
+        let worker = RemoteWorker(child);
+        // Ready once one round trip goes through it.
+        for _ in 0..100 {
+            if rate(loadgen_bin, ours, "/remote-echo", false, 1, 0, 1, false).is_ok() {
+                return Ok(worker);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the remote worker never answered (see {})",
+            log.display()
+        ))
+    })();
+    let worker = match started {
+        Ok(worker) => worker,
+        Err(e) => return format!("\nnot measured: {}\n", sanitize(&e)),
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n- the ingress above; in-process: its built-in `/echo`; remote: worker-client's \
+         `remote_echo` example (release, defaults, UR_CONCURRENCY={REMOTE_CONCURRENCY}) on the \
+         worker API over HTTP/1.1, on the same machine; POSTs to `/remote-echo`\n\
+         - client: loadgen, HTTP/1.1, {requests} requests per cell, 1 KiB bodies echoed back\n\
+         \n| row | in-process | remote | remote / in-process |\n|---|---:|---:|---:|"
+    );
+    for tls in [false, true] {
+        let what = format!(
+            "1 KiB echo, 100 keep-alive conns, {}",
+            if tls { "TLS" } else { "cleartext" }
+        );
+        let measure = |path: &str| rate(loadgen_bin, ours, path, tls, 100, 4, requests, false);
+        let (local, remote) = (measure("/echo"), measure("/remote-echo"));
+        for (i, (metric, decimals)) in [("req/s", 0), ("p50 ms", 2), ("p99 ms", 2)]
+            .into_iter()
+            .enumerate()
+        {
+            let cell = |m: &Measured| match m {
+                Ok(values) => {
+                    let (v, remark) = &values[i];
+                    let star = if remark.is_some() { " *" } else { "" };
+                    (format!("{v:.decimals$}{star}"), Some(*v))
+                }
+                Err(e) => (format!("error: {}", sanitize(e)), None),
+            };
+            let ((l, lv), (r, rv)) = (cell(&local), cell(&remote));
+            let ratio = match (lv, rv) {
+                (Some(l), Some(r)) if l > 0.0 => format!("{:.2}", r / l),
+                _ => "-".into(),
+            };
+            let _ = writeln!(md, "| {what}: {metric} | {l} | {r} | {ratio} |");
+        }
+        for (who, m) in [("in-process", &local), ("remote", &remote)] {
+            if let Ok(values) = m
+                && let Some(remark) = &values[0].1
+            {
+                let _ = writeln!(md, "- {what} / {who}: {}", sanitize(remark));
+            }
+        }
+    }
+    drop(worker);
+    md
 }
 
 /// The ingress as the upload bench runs it, but without the access log (nginx
@@ -362,16 +511,18 @@ fn push_rows<const N: usize>(
 }
 
 /// `loadgen rate`: (rate, p50 ms, p99 ms), errors noted on the rate.
+#[allow(clippy::too_many_arguments)]
 fn rate(
     bin: &Path,
     server: &Endpoint,
+    path: &str,
     tls: bool,
     conns: u32,
     sources: u32,
     requests: u64,
     new_conn: bool,
 ) -> Measured {
-    let mut args = server.args("rate", tls, "/discard");
+    let mut args = server.args("rate", tls, path);
     args.extend(
         [
             "--conns",

@@ -525,6 +525,22 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
         let mut sinks = sinks;
         let bare = sinks.pop().ok_or("the bare sink is gone")?;
         drop(sinks);
+        // The remote-worker rows run worker-client's echo example.
+        let mut build = cargo();
+        build.args([
+            "build",
+            "--release",
+            "-p",
+            "worker-client",
+            "--example",
+            "remote_echo",
+        ]);
+        run(build)?;
+        let remote_echo = root
+            .join("target")
+            .join("release")
+            .join("examples")
+            .join("remote_echo");
         let endpoint = small::Endpoint {
             name: "bare",
             http: bare.http.clone(),
@@ -536,6 +552,7 @@ pub fn bench(which: &str, args: &[String]) -> Result<(), String> {
         report.push_str(&small::table(
             &loadgen_bin,
             &program,
+            &remote_echo,
             &out_dir,
             endpoint,
             &options,

@@ -610,8 +610,9 @@ fn counter(page: &str, name: &str) -> u64 {
 }
 
 /// With the client's defaults, queued small requests are claimed several
-/// per call and their bodies come with the claims: fewer claim calls than
-/// jobs, and no body call at all; every client still gets its own answer.
+/// per call, their bodies come with the claims and their answers leave
+/// several per call: fewer claim and response calls than jobs, and no body
+/// call at all; every client still gets its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_small_requests_are_claimed_in_batches_with_their_bodies() {
     let node = node(30_000).await;
@@ -660,5 +661,17 @@ async fn queued_small_requests_are_claimed_in_batches_with_their_bodies() {
         .filter(|l| l.contains(r#"route="/v1/streams/{id}/body""#))
         .count();
     assert_eq!(body_calls, 0, "every body came with its claim:\n{page}");
+    let responses = counter(
+        &page,
+        r#"upload_response_worker_api_calls_total{route="/v1/responses",status="200"}"#,
+    );
+    assert!(
+        (1..40).contains(&responses),
+        "{responses} response calls for 40 jobs"
+    );
+    assert!(
+        !page.contains(r#"route="/v1/streams/{id}/response""#),
+        "every answer went batched:\n{page}"
+    );
     node.stop().await;
 }

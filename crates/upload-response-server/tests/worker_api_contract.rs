@@ -586,3 +586,130 @@ async fn a_batched_claim_takes_the_queue_and_small_bodies_come_along() {
     );
     server.stop().await;
 }
+
+/// `POST /v1/responses` writes several whole responses in one call, each
+/// with its own outcome in order: written (204), or refused as the single
+/// response call would refuse it, without harming the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_whole_responses_go_in_one_call_each_with_its_outcome() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let server = TestServer::start(|cli| cli.https = Some("none".into())).await;
+    let running = &server.running;
+    let api = Api {
+        addr: running.worker_api.unwrap(),
+        h2c: false,
+    };
+    let first = client(running, "/r/1", b"a");
+    let second = client(running, "/r/2", b"b");
+    let third = client(running, "/r/3", b"c");
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < 3 {
+        let (id, json) = claim(&api, "w", "/r").await;
+        ids.insert(json["path"].as_str().unwrap().to_owned(), id);
+    }
+    let (one, two, three) = (ids["/r/1"], ids["/r/2"], ids["/r/3"]);
+    let calls = serde_json::json!([
+        {"stream_id": one, "status": 201,
+         "headers": [["content-type", "text/x-one"], ["x-ur-hidden", "1"]],
+         "body_b64": b64(b"first answer")},
+        {"stream_id": 77, "status": 200, "body_b64": ""},
+        {"stream_id": two, "status": 200, "body_b64": "not base64!"},
+        {"stream_id": three, "status": 999},
+        {"stream_id": two, "status": 200, "headers": [["x-n", "2"]], "body_b64": b64(b"second")},
+    ]);
+    let r = api
+        .call(
+            "POST",
+            "/v1/responses?worker=w",
+            &["-H", "content-type: application/json"],
+            Some(calls.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let statuses: Vec<_> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["stream_id"].as_u64().unwrap(),
+                o["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [(one, 204), (77, 404), (two, 400), (three, 400), (two, 204)],
+        "{outcomes}"
+    );
+    assert!(outcomes[2]["error"].as_str().unwrap().contains("body_b64"));
+    // Another worker's stream, and one already answered: 409 and 404.
+    let third_again = serde_json::json!([{"stream_id": three, "status": 200}]);
+    let r = api
+        .call(
+            "POST",
+            "/v1/responses?worker=intruder",
+            &[],
+            Some(third_again.to_string().as_bytes()),
+        )
+        .await;
+    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(outcomes[0]["status"], 409, "{outcomes}");
+    let r = api
+        .call(
+            "POST",
+            "/v1/responses?worker=w",
+            &[],
+            Some(third_again.to_string().as_bytes()),
+        )
+        .await;
+    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(outcomes[0]["status"], 204, "{outcomes}");
+    let r = api
+        .call(
+            "POST",
+            "/v1/responses?worker=w",
+            &[],
+            Some(third_again.to_string().as_bytes()),
+        )
+        .await;
+    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(outcomes[0]["status"], 404, "answered already: {outcomes}");
+
+    let first = first.await.unwrap();
+    assert_eq!((first.status, first.text().as_str()), (201, "first answer"));
+    assert_eq!(first.header("content-type").as_deref(), Some("text/x-one"));
+    assert_eq!(first.header("x-ur-hidden"), None);
+    let second = second.await.unwrap();
+    assert_eq!((second.status, second.text().as_str()), (200, "second"));
+    assert_eq!(second.header("x-n").as_deref(), Some("2"));
+    let third = third.await.unwrap();
+    assert_eq!((third.status, third.text().as_str()), (200, ""));
+
+    // A call that is not an array, one too long, one too large: refused whole.
+    for body in [
+        b"{}".to_vec(),
+        serde_json::to_vec(&vec![
+            serde_json::json!({"stream_id": 1, "status": 200});
+            65
+        ])
+        .unwrap(),
+        vec![b' '; 9 << 20],
+    ] {
+        let r = api
+            .call("POST", "/v1/responses?worker=w", &[], Some(&body))
+            .await;
+        let expected = if body.len() > 8 << 20 { 413 } else { 400 };
+        assert_eq!(r.status, expected, "{}", r.text());
+    }
+    assert_eq!(
+        api.call("POST", "/v1/responses", &[], Some(b"[]"))
+            .await
+            .status,
+        400,
+        "worker=ID is required"
+    );
+    server.stop().await;
+}

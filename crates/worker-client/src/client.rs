@@ -21,18 +21,54 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::job::{ClaimedWire, RemoteJob, empty};
+use crate::responder::Responder;
 use crate::{BoxError, ClientError, Origins, WorkerConfig};
 
 pub(crate) type ReqBody = BoxBody<Bytes, BoxError>;
 
-/// What every call needs: the pooled connection client and the credentials.
+/// The pooled connection client and the credentials: what a call needs.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    http: Client<HttpConnector, ReqBody>,
+    auth: HeaderValue,
+}
+
+/// What every job shares: the caller, the configuration, and the response
+/// queue of each ingress.
 pub(crate) struct Shared {
-    pub(crate) http: Client<HttpConnector, ReqBody>,
-    pub(crate) auth: HeaderValue,
+    pub(crate) caller: Caller,
     pub(crate) config: WorkerConfig,
+    responders: std::sync::Mutex<HashMap<String, Arc<Responder>>>,
 }
 
 impl Shared {
+    /// Makes one call with the bearer token.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: String,
+        headers: http::HeaderMap,
+        body: ReqBody,
+    ) -> Result<Response<Incoming>, ClientError> {
+        self.caller.call(method, url, headers, body).await
+    }
+
+    /// The response queue of `origin` (started on first use).
+    pub(crate) fn responder(&self, origin: &str) -> Arc<Responder> {
+        let mut all = self.responders.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(origin.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Responder::start(
+                    self.caller.clone(),
+                    origin.to_owned(),
+                    self.worker_query(),
+                ))
+            })
+            .clone()
+    }
+}
+
+impl Caller {
     /// Makes one call with the bearer token.
     pub(crate) async fn call(
         &self,
@@ -59,7 +95,9 @@ impl Shared {
             .await
             .map_err(|source| ClientError::Http { call, source })
     }
+}
 
+impl Shared {
     /// `response` if its status is `expected`, else the server's refusal.
     pub(crate) async fn expect(
         call: &str,
@@ -111,9 +149,12 @@ impl WorkerClient {
             .map_err(|_| ClientError::InvalidToken)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                http: builder.build(connector),
-                auth,
+                caller: Caller {
+                    http: builder.build(connector),
+                    auth,
+                },
                 config,
+                responders: std::sync::Mutex::default(),
             }),
         })
     }

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyDataStream, BodyExt, Empty, StreamBody};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyDataStream, BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Deserialize;
 
@@ -159,6 +159,42 @@ impl RemoteJob {
             .shared
             .call(Method::POST, url, headers, BodyExt::boxed(body))
             .await?;
+        Shared::expect(&call, response, &[StatusCode::NO_CONTENT]).await?;
+        Ok(())
+    }
+
+    /// Sends a response whose body is already whole. With batching on
+    /// ([`WorkerConfig::batch`](crate::WorkerConfig::batch) above 1) it
+    /// joins the other whole responses to the same ingress in one
+    /// `POST /v1/responses` call (leaving at once if no call is waiting);
+    /// otherwise, or against an ingress without that call, it is one
+    /// response call with its `content-length`.
+    pub async fn respond_bytes(
+        mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(), ClientError> {
+        self.answered = true;
+        if self.shared.config.batch > 1 {
+            let responder = self.shared.responder(&self.origin);
+            if !responder.unsupported() {
+                match responder
+                    .respond(self.claimed.stream_id, status, headers, &body)
+                    .await
+                {
+                    Err(ClientError::Unsupported) => {}
+                    done => return done,
+                }
+            }
+        }
+        let mut headers = headers.clone();
+        headers.insert("x-ur-status", HeaderValue::from(status.as_u16()));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let url = self.url("response");
+        let call = format!("POST {url}");
+        let body = Full::new(body).map_err(|e| match e {}).boxed();
+        let response = self.shared.call(Method::POST, url, headers, body).await?;
         Shared::expect(&call, response, &[StatusCode::NO_CONTENT]).await?;
         Ok(())
     }

@@ -7,7 +7,8 @@
 //!   [`WorkerClient::claim_batch`] takes several at once.
 //! * [`RemoteJob::body`] streams the request body as the client uploads it
 //!   (or hands over the small body that came with the claim);
-//!   [`RemoteJob::respond`] streams a response back while it is produced.
+//!   [`RemoteJob::respond`] streams a response back while it is produced,
+//!   [`RemoteJob::respond_bytes`] sends a whole one in one call.
 //! * [`WorkerClient::run`] serves every origin (a list of URLs, or a DNS
 //!   name whose every address is an ingress, re-resolved periodically) with a
 //!   concurrency limit, reconnects with backoff, and on shutdown stops
@@ -44,6 +45,7 @@ mod cli;
 mod client;
 mod job;
 mod origins;
+mod responder;
 pub mod workers;
 
 use std::time::Duration;
@@ -87,7 +89,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A configuration with defaults: concurrency 8, 20 s long-polls,
-    /// batches of up to 16 claims, bodies up to 16 KiB inline, HTTP/1.1,
+    /// batches of up to 32 claims, bodies up to 16 KiB inline, HTTP/1.1,
     /// backoff from 100 ms to 5 s.
     pub fn new(
         origins: Origins,
@@ -102,7 +104,7 @@ impl WorkerConfig {
             prefix: prefix.into(),
             concurrency: 8,
             wait: Duration::from_secs(20),
-            batch: 16,
+            batch: 32,
             inline_max: 16 * 1024,
             http2: false,
             backoff_min: Duration::from_millis(100),
@@ -147,6 +149,16 @@ pub enum ClientError {
     /// The claim was not the JSON the contract promises.
     #[error("invalid claim answer: {0}")]
     Json(#[from] serde_json::Error),
+    /// The worker client is shutting down (its response queue is gone).
+    #[error("{0}: the worker client stopped")]
+    Stopped(String),
+    /// A batched response call failed as a whole; every response in it
+    /// failed with it.
+    #[error("POST /v1/responses failed: {0}")]
+    Batch(String),
+    /// The ingress has no `/v1/responses` (internal: answered one by one).
+    #[error("the ingress does not take batched responses")]
+    Unsupported,
     /// A body that came with a claim was not valid base64.
     #[error("invalid body_b64 in a claim answer: {0}")]
     InlineBody(#[source] base64::DecodeError),

@@ -34,19 +34,23 @@ pub(crate) enum ApiError {
         /// Extra header explaining it.
         header: Option<(&'static str, String)>,
     },
+    /// 413: a call body over its bound.
+    #[error("{0}")]
+    TooLarge(String),
     /// 500: a bug.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NoSuchEndpoint | Self::UnknownStream(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -4,6 +4,7 @@
 mod claims;
 mod error;
 mod metrics;
+mod responses;
 mod signatures;
 mod streams;
 
@@ -64,6 +65,7 @@ pub(crate) fn router(
     };
     let v1 = axum::Router::new()
         .route("/v1/claim", post(claim))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/streams", get(list))
         .route("/v1/streams/{id}/body", get(streams::body))
         .route("/v1/streams/{id}/response", post(streams::response))

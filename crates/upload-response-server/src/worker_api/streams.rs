@@ -120,7 +120,7 @@ pub(super) async fn response(
 }
 
 /// Writes the head through the caller's claim.
-async fn open_response(
+pub(super) async fn open_response(
     api: &Api,
     id: u64,
     worker: &str,
@@ -164,10 +164,10 @@ async fn drain(body: Body) {
 }
 
 /// Takes a response call's claim out of the table when the call ends.
-struct Finish {
-    api: Api,
-    id: u64,
-    claim: Arc<Claim>,
+pub(super) struct Finish {
+    pub(super) api: Api,
+    pub(super) id: u64,
+    pub(super) claim: Arc<Claim>,
 }
 
 impl Drop for Finish {
@@ -209,7 +209,7 @@ async fn pump(
 }
 
 /// The response head from `x-ur-status` and the call's other headers.
-fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
+pub(super) fn response_head(given: &HeaderMap) -> Result<ResponseHead, ApiError> {
     let status = given
         .get("x-ur-status")
         .and_then(|v| v.to_str().ok())
