@@ -45,6 +45,8 @@ struct Outcome {
 }
 
 /// The queue of whole responses to one ingress, and its sender tasks.
+/// Unbounded as a channel, yet never longer than the client's concurrency:
+/// every queued response is a job that holds a permit until its outcome.
 pub(crate) struct Responder {
     tx: mpsc::UnboundedSender<Pending>,
     /// The ingress has no `/v1/responses` (it predates it): responses go

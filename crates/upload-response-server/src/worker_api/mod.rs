@@ -270,6 +270,9 @@ fn bounded_param(
 }
 
 /// A claimed job, its body reader, and the body itself if it came along.
+/// Field order matters, as in the claim table: dropped (the worker hung up
+/// while its claim waited for a body), the job goes before the reader, so
+/// the request is offered again while the reader still pins its slots.
 struct Taken {
     job: Job,
     body: upload_response::RequestBody,
@@ -280,11 +283,17 @@ struct Taken {
 /// at once if it has already ended, after up to [`INLINE_WAIT`] if its
 /// `content-length` says it fits.
 async fn take(mut job: Job, inline_max: Option<usize>) -> Taken {
-    let mut body = job.body();
-    let whole = match inline_max {
+    let body = job.body();
+    let mut taken = Taken {
+        job,
+        body,
+        whole: None,
+    };
+    taken.whole = match inline_max {
         None => None,
         Some(max) => {
-            let declared = job
+            let declared = taken
+                .job
                 .head()
                 .headers
                 .iter()
@@ -294,10 +303,10 @@ async fn take(mut job: Job, inline_max: Option<usize>) -> Taken {
                 Some(n) if n <= max as u64 => INLINE_WAIT,
                 _ => Duration::ZERO,
             };
-            body.complete_within(max, within).await
+            taken.body.complete_within(max, within).await
         }
     };
-    Taken { job, body, whole }
+    taken
 }
 
 /// `POST /v1/claim?worker=ID&prefix=/p&wait_ms=N[&max=K][&inline_max=B]`:
