@@ -646,37 +646,19 @@ async fn several_whole_responses_go_in_one_call_each_with_its_outcome() {
     );
     assert!(outcomes[2]["error"].as_str().unwrap().contains("body_b64"));
     // Another worker's stream, and one already answered: 409 and 404.
-    let third_again = serde_json::json!([{"stream_id": three, "status": 200}]);
-    let r = api
-        .call(
-            "POST",
-            "/v1/responses?worker=intruder",
-            &[],
-            Some(third_again.to_string().as_bytes()),
-        )
-        .await;
-    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(outcomes[0]["status"], 409, "{outcomes}");
-    let r = api
-        .call(
-            "POST",
-            "/v1/responses?worker=w",
-            &[],
-            Some(third_again.to_string().as_bytes()),
-        )
-        .await;
-    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(outcomes[0]["status"], 204, "{outcomes}");
-    let r = api
-        .call(
-            "POST",
-            "/v1/responses?worker=w",
-            &[],
-            Some(third_again.to_string().as_bytes()),
-        )
-        .await;
-    let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(outcomes[0]["status"], 404, "answered already: {outcomes}");
+    let third_again = serde_json::json!([{"stream_id": three, "status": 200}]).to_string();
+    let outcome_for = |worker: &'static str| {
+        let (api, body) = (&api, third_again.as_bytes());
+        async move {
+            let path = format!("/v1/responses?worker={worker}");
+            let r = api.call("POST", &path, &[], Some(body)).await;
+            let outcomes: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            outcomes[0]["status"].as_u64()
+        }
+    };
+    assert_eq!(outcome_for("intruder").await, Some(409));
+    assert_eq!(outcome_for("w").await, Some(204));
+    assert_eq!(outcome_for("w").await, Some(404), "answered already");
 
     let first = first.await.unwrap();
     assert_eq!((first.status, first.text().as_str()), (201, "first answer"));

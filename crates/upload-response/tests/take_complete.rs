@@ -59,6 +59,18 @@ fn upload(
     })
 }
 
+/// A client request to `/b` whose body is sent through the returned
+/// channel; the task resolves to the response status.
+fn streaming_upload(
+    service: &UploadResponseService,
+) -> (mpsc::Sender<Chunk>, tokio::task::JoinHandle<StatusCode>) {
+    let (tx, stream) = channel_body();
+    let request = Request::post("/b").body(stream).unwrap();
+    let service = service.clone();
+    let client = tokio::spawn(async move { service.handle(request).await.status() });
+    (tx, client)
+}
+
 /// Calls `try_complete` until the body is whole (the ingress publishes its
 /// end asynchronously), failing after 5 s.
 async fn complete(body: &mut RequestBody, max: usize) -> Bytes {
@@ -138,12 +150,7 @@ async fn a_body_over_the_limit_is_not_taken_and_reads_on_intact() {
 #[tokio::test]
 async fn a_body_still_arriving_is_not_taken_until_it_ends() {
     let service = service();
-    let (tx, stream) = channel_body();
-    let request = Request::post("/b").body(stream).unwrap();
-    let client = tokio::spawn({
-        let service = service.clone();
-        async move { service.handle(request).await.status() }
-    });
+    let (tx, client) = streaming_upload(&service);
     let first = pattern(1500);
     tx.send(Ok(http_body::Frame::data(first.clone())))
         .await
@@ -187,12 +194,7 @@ async fn a_body_read_by_chunk_is_no_longer_whole() {
 #[tokio::test]
 async fn an_aborted_body_is_not_taken_and_its_error_stays() {
     let service = service();
-    let (tx, stream) = channel_body();
-    let request = Request::post("/b").body(stream).unwrap();
-    let client = tokio::spawn({
-        let service = service.clone();
-        async move { service.handle(request).await.status() }
-    });
+    let (tx, client) = streaming_upload(&service);
     tx.send(Ok(http_body::Frame::data(pattern(100))))
         .await
         .unwrap();
@@ -242,12 +244,7 @@ async fn try_next_job_takes_only_what_is_queued() {
 #[tokio::test]
 async fn complete_within_waits_for_a_body_that_ends_in_time() {
     let service = service();
-    let (tx, stream) = channel_body();
-    let request = Request::post("/b").body(stream).unwrap();
-    let client = tokio::spawn({
-        let service = service.clone();
-        async move { service.handle(request).await.status() }
-    });
+    let (tx, client) = streaming_upload(&service);
     let first = pattern(1500);
     tx.send(Ok(http_body::Frame::data(first.clone())))
         .await
@@ -269,12 +266,7 @@ async fn complete_within_waits_for_a_body_that_ends_in_time() {
 #[tokio::test]
 async fn complete_within_gives_up_at_its_bound_and_loses_nothing() {
     let service = service();
-    let (tx, stream) = channel_body();
-    let request = Request::post("/b").body(stream).unwrap();
-    let client = tokio::spawn({
-        let service = service.clone();
-        async move { service.handle(request).await.status() }
-    });
+    let (tx, client) = streaming_upload(&service);
     let first = pattern(2500);
     tx.send(Ok(http_body::Frame::data(first.clone())))
         .await

@@ -42,17 +42,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Makes one call with the bearer token.
-    pub(crate) async fn call(
-        &self,
-        method: Method,
-        url: String,
-        headers: http::HeaderMap,
-        body: ReqBody,
-    ) -> Result<Response<Incoming>, ClientError> {
-        self.caller.call(method, url, headers, body).await
-    }
-
     /// The response queue of `origin` (started on first use).
     pub(crate) fn responder(&self, origin: &str) -> Arc<Responder> {
         let mut all = self.responders.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,6 +196,7 @@ impl WorkerClient {
         let call = format!("POST {url}");
         let response = self
             .shared
+            .caller
             .call(Method::POST, url, http::HeaderMap::new(), empty())
             .await?;
         let response =

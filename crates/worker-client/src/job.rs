@@ -121,6 +121,7 @@ impl RemoteJob {
         let call = format!("GET {url}");
         let response = self
             .shared
+            .caller
             .call(Method::GET, url, HeaderMap::new(), empty())
             .await?;
         let response = Shared::expect(&call, response, &[StatusCode::OK]).await?;
@@ -157,6 +158,7 @@ impl RemoteJob {
         let call = format!("POST {url}");
         let response = self
             .shared
+            .caller
             .call(Method::POST, url, headers, BodyExt::boxed(body))
             .await?;
         Shared::expect(&call, response, &[StatusCode::NO_CONTENT]).await?;
@@ -194,7 +196,11 @@ impl RemoteJob {
         let url = self.url("response");
         let call = format!("POST {url}");
         let body = Full::new(body).map_err(|e| match e {}).boxed();
-        let response = self.shared.call(Method::POST, url, headers, body).await?;
+        let response = self
+            .shared
+            .caller
+            .call(Method::POST, url, headers, body)
+            .await?;
         Shared::expect(&call, response, &[StatusCode::NO_CONTENT]).await?;
         Ok(())
     }
@@ -216,6 +222,7 @@ impl RemoteJob {
         let call = format!("{method} {url}");
         let response = self
             .shared
+            .caller
             .call(method, url, HeaderMap::new(), empty())
             .await?;
         Shared::expect(&call, response, &[StatusCode::NO_CONTENT]).await?;
