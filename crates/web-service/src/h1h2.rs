@@ -1,6 +1,7 @@
 //! HTTP/1.1 and HTTP/2 (cleartext h2c by prior knowledge, or TLS with ALPN) on TCP.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,35 +132,46 @@ async fn serve_tcp(
     conn: Arc<ConnState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
 ) {
-    match tls {
+    // The connection's future (hyper's HTTP/1.1 and HTTP/2 state and the
+    // IO, several KiB) is boxed, sized for its own IO type, and awaited
+    // after the match. Inline in this task it was 7 KiB for every
+    // connection, sized for the TLS variant (a handshake's result held as
+    // the match's scrutinee kept room for a whole `TlsStream`), and copied
+    // by every move on the way into the spawned task.
+    let served: Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
         None => {
             let io = TokioIo::new(ReadWatch::new(
                 stream,
                 conn.clone(),
                 Wire::Unknown { seen: 0 },
             ));
-            serve_io(io, shared, handler, conn, &builder).await;
+            Box::pin(serve_io(io, shared, handler, conn, builder))
         }
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(shared.config.header_read_timeout, acceptor.accept(stream));
+            // Boxed for the same reason: rustls's handshake state would size
+            // every connection's task.
+            let handshake = tokio::time::timeout(
+                shared.config.header_read_timeout,
+                Box::pin(acceptor.accept(stream)),
+            );
             match handshake.await {
                 Ok(Ok(tls_stream)) => {
                     let wire = Wire::from_alpn(tls_stream.get_ref().1.alpn_protocol());
                     let io = TokioIo::new(ReadWatch::new(tls_stream, conn.clone(), wire));
-                    serve_io(io, shared, handler, conn, &builder).await
+                    Box::pin(serve_io(io, shared, handler, conn, builder))
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => {
                     shared
                         .metrics
                         .header_timeouts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!("TLS handshake timed out");
+                    return tracing::debug!("TLS handshake timed out");
                 }
             }
         }
-    }
+    };
+    served.await;
 }
 
 async fn serve_io<I>(
@@ -167,7 +179,7 @@ async fn serve_io<I>(
     shared: Arc<Shared>,
     handler: Handler,
     conn: Arc<ConnState>,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -220,5 +232,55 @@ async fn serve_io<I>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::util::BoxCloneSyncService;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::shutdown::Lifecycle;
+
+    /// Regression: the connection task held hyper's connection and a whole
+    /// `TlsStream` inline, 7 KiB per connection (idle ones too), sized for
+    /// TLS even on cleartext, and copied on every move into the spawned
+    /// task. The connection now lives in a box sized for its own IO.
+    #[tokio::test]
+    async fn a_connection_task_does_not_hold_its_connection_inline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let config = ServerConfig::default();
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::default()),
+            lifecycle: Lifecycle::default(),
+            alt_svc: None,
+            config: config.clone(),
+        });
+        let handler: Handler =
+            BoxCloneSyncService::new(tower::service_fn(|_req: Request<Body>| async {
+                Ok::<_, crate::BoxError>(http::Response::new(Body::empty()))
+            }));
+        let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        let info = ConnInfo {
+            remote_addr: stream.peer_addr().unwrap(),
+            local_addr: stream.local_addr().unwrap(),
+            tls: false,
+        };
+        let slot = SlotGuard::new(shared.metrics.clone(), Transport::Tcp, permit);
+        let conn = ConnState::new(info, slot);
+        let task = serve_tcp(
+            stream,
+            None,
+            shared,
+            handler,
+            conn,
+            Arc::new(builder(&config)),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "the connection task is {size} bytes");
     }
 }

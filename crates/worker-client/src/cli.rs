@@ -15,7 +15,7 @@ use crate::{ClientError, Origins, RemoteJob, WorkerClient, WorkerConfig};
 ///   (resolved again every 5 s);
 /// * `UR_WORKER_TOKEN` (required), `UR_WORKER_ID` [default `NAME-PID`],
 ///   `UR_PREFIX` [default `default_prefix`], `UR_CONCURRENCY` [default 8],
-///   `UR_BATCH` [32], `UR_INLINE_MAX` [16384], `UR_H2C=1` for h2c.
+///   `UR_BATCH` [default 32], `UR_INLINE_MAX` [default 16384], `UR_H2C=1` for h2c.
 pub async fn run_from_env<H, F>(
     name: &str,
     default_prefix: &str,
